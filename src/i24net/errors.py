@@ -1,0 +1,158 @@
+"""Every failure a caller of i24net may catch, under one root.
+
+    I24Error                          root; ``retriable`` says whether trying again may help
+    ├── ConfigError                   a settings file or option is wrong (fix it, then restart)
+    ├── BrokerError                   running or reaching a Kafka broker
+    │   ├── ToolMissingError          java or mvn is not installed
+    │   ├── BrokerFetchError          the broker jars could not be downloaded (retriable)
+    │   ├── PortInUseError            a port the broker needs is taken
+    │   ├── StorageNotFormattedError  the KRaft log directory was never formatted
+    │   ├── BrokerStartError          the JVM exited or never answered a metadata request
+    │   └── BrokerUnavailableError    the broker does not answer (retriable)
+    ├── CodecError                    Avro single-object encoding and schemas
+    │   ├── UnknownSchemaError        fingerprint not in the schema store
+    │   ├── SchemaMismatchError       a record does not match its schema (missing/extra field...)
+    │   └── TrailingBytesError        bytes left over after the record
+    ├── EnvelopeError                 building or reading an envelope
+    │   ├── VerificationError         the one opaque error verify/open raise at the boundary;
+    │   │                             ``reason`` (a Reason) goes to logs and metrics only
+    │   └── OversizedError            input larger than the configured bound, refused undecoded
+    ├── DirectoryError                the GS-signed station directory
+    │   └── UnknownStationError       a station code not in the directory
+    ├── KeyStoreError                 station key files (missing, bad mode, corrupt)
+    ├── PolicyError                   the neutrality policy file is invalid
+    └── ServiceError                  gateway/router runtime failures
+        └── OutboxFullError           the gateway's disk bound is reached (retriable: 503)
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Reason(enum.StrEnum):
+    """Machine-readable refusal reasons: bounded label values for metrics."""
+
+    MALFORMED = "malformed"
+    OVERSIZED = "oversized"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    BAD_VERSION = "bad_version"
+    BAD_SIGNATURE = "bad_signature"
+    BAD_ATTESTATION = "bad_attestation"
+    UNKNOWN_SENDER = "unknown_sender"
+    UNKNOWN_KEY = "unknown_key"
+    REVOKED_KEY = "revoked_key"
+    SUSPENDED_KEY = "suspended_key"
+    EXPIRED_KEY = "expired_key"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    REPLAYED = "replayed"
+    WRONG_RECIPIENT = "wrong_recipient"
+    DECRYPT_FAILED = "decrypt_failed"
+    UNKNOWN_RECIPIENT = "unknown_recipient"
+    UNAUTHORISED = "unauthorised"
+
+
+class I24Error(Exception):
+    """Root of every i24net error."""
+
+    retriable: bool = False
+
+
+class ConfigError(I24Error):
+    """A configuration file or option is invalid."""
+
+
+class BrokerError(I24Error):
+    """Running or reaching a Kafka broker failed."""
+
+
+class ToolMissingError(BrokerError):
+    """A required tool (java, mvn) is not on PATH."""
+
+
+class BrokerFetchError(BrokerError):
+    """Downloading the broker jars from Maven Central failed."""
+
+    retriable = True
+
+
+class PortInUseError(BrokerError):
+    """A port the broker must listen on is already taken."""
+
+
+class StorageNotFormattedError(BrokerError):
+    """The KRaft log directory has no meta.properties."""
+
+
+class BrokerStartError(BrokerError):
+    """The broker process exited or never answered."""
+
+
+class BrokerUnavailableError(BrokerError):
+    """The broker does not answer."""
+
+    retriable = True
+
+
+class CodecError(I24Error):
+    """Avro encoding or decoding failed."""
+
+
+class UnknownSchemaError(CodecError):
+    """The single-object fingerprint names no known schema."""
+
+
+class SchemaMismatchError(CodecError):
+    """A record does not match its schema."""
+
+
+class TrailingBytesError(CodecError):
+    """Bytes remain after the encoded record."""
+
+
+class EnvelopeError(I24Error):
+    """Building or reading an envelope failed."""
+
+
+class VerificationError(EnvelopeError):
+    """An envelope failed verification.
+
+    The message shown to a caller stays opaque on purpose; ``reason`` is for
+    logs and metrics, ``detail`` for operators' logs (never key material).
+    """
+
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        super().__init__("envelope verification failed")
+        self.reason = reason
+        self.detail = detail
+
+
+class OversizedError(EnvelopeError):
+    """Input exceeds a configured size bound."""
+
+
+class DirectoryError(I24Error):
+    """The station directory is invalid or unavailable."""
+
+
+class UnknownStationError(DirectoryError):
+    """A station code is not in the directory."""
+
+
+class KeyStoreError(I24Error):
+    """A station key file is missing, unreadable or unsafe."""
+
+
+class PolicyError(I24Error):
+    """The neutrality policy is invalid."""
+
+
+class ServiceError(I24Error):
+    """A gateway or router failed at run time."""
+
+
+class OutboxFullError(ServiceError):
+    """The gateway outbox reached its disk bound."""
+
+    retriable = True
