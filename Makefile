@@ -1,0 +1,51 @@
+# i24net: one command per job. Everything is installed by these targets into
+# ./.venv and ~/.cache/i24net; nothing needs to be installed by hand beyond
+# what the machine ships (python3, java 17+, maven; `make deps` installs the
+# last two with apt-get when they are missing and you are root).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+I24NET := $(VENV)/bin/i24net
+STAMP  := $(VENV)/.installed
+
+.PHONY: help deps venv broker-jars test test-unit test-integration lint demo bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+deps:  ## java and maven (apt-get, only if missing)
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  echo "installing java and maven with apt-get"; \
+	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; }
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## the local virtualenv with i24net and its dev tools
+
+broker-jars: deps venv  ## fetch the Kafka broker jars from Maven Central (cached)
+	$(I24NET) dev broker fetch
+
+test: broker-jars  ## every test: unit, and integration against a real Kafka broker
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests
+
+test-unit: venv  ## the fast unit layer only
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit
+
+lint: venv  ## ruff, ruff format, mypy --strict
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+demo: broker-jars  ## start a broker and show messages going through i24net
+	$(I24NET) demo
+
+bench: broker-jars  ## benchmarks; table on the terminal, JSON in bench/results/
+	$(PY) -m bench
+
+clean:  ## remove local state (venv, var/, results); the jar cache stays
+	rm -rf $(VENV) var bench/results .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,109 @@
+"""Connection settings shared by every Kafka client of i24net, and topic creation.
+
+``KafkaConnection.client_kwargs()`` gives the keyword arguments that aiokafka's
+producer, consumer and admin client all accept, so TLS and SASL credentials are
+configured once (gateway, router, provisioning, tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from i24net.errors import BrokerError, ConfigError
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """Where a client connects and how it authenticates."""
+
+    bootstrap: str
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    sasl_mechanism: str | None = None  # e.g. SCRAM-SHA-512
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+    client_id: str = "i24net"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if "SSL" not in self.security_protocol:
+            return None
+        if self.ca_file is None:
+            raise ConfigError(f"security_protocol {self.security_protocol} needs ca_file")
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        return ctx
+
+    def client_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        ctx = self.ssl_context()
+        if ctx is not None:
+            kwargs["ssl_context"] = ctx
+        if self.security_protocol.startswith("SASL"):
+            if not (self.sasl_mechanism and self.username and self.password):
+                raise ConfigError(
+                    f"security_protocol {self.security_protocol} needs sasl_mechanism, "
+                    "username and password"
+                )
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.username
+            kwargs["sasl_plain_password"] = self.password
+        return kwargs
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int = 1
+    replication_factor: int = 1
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+async def ensure_topics(conn: KafkaConnection, topics: Iterable[TopicSpec]) -> list[str]:
+    """Create the topics that do not exist yet; return the names created.
+
+    Idempotent: a topic that already exists is left as it is.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    specs = list(topics)
+    if not specs:
+        return []
+    admin = AIOKafkaAdminClient(**conn.client_kwargs())
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    name=s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=s.replication_factor,
+                    topic_configs=dict(s.config),
+                )
+                for s in specs
+            ]
+        )
+    finally:
+        await admin.close()
+    created: list[str] = []
+    for entry in response.topic_errors:
+        name, code = entry[0], entry[1]
+        if code == 0:
+            created.append(name)
+        elif code != TOPIC_ALREADY_EXISTS:
+            message = entry[2] if len(entry) > 2 else ""
+            raise BrokerError(f"creating topic {name} failed: error code {code} {message}")
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+    return created
