@@ -147,6 +147,10 @@ class SchemaStore:
     def encode(self, fullname: str, record: Mapping[str, Any]) -> bytes:
         """Avro binary of ``record``; every field must be present, no extra one."""
         schema = self.schema(fullname)
+        if schema["type"] != "record":
+            raise SchemaMismatchError(
+                f"{fullname} is not a record schema; only records travel alone"
+            )
         out = io.BytesIO()
         try:
             fastavro.schemaless_writer(out, schema, record, strict=True)
