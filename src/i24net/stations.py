@@ -21,8 +21,8 @@ count honest when pycountry changes.
 no maintained UN M49 package is installed, so ``_REGION_OF`` below is a
 compact table: UN M49 regions (Africa, Americas, Asia, Europe, Oceania),
 regrouped into the organisation's five groups, with North Africa and
-Western Asia's Arab states moved to MIDDLE-EAST-NORTH-AFRICA. Codes not in
-the explicit table fall to their M49 continent through ``_M49_CONTINENT``.
+Western Asia's Arab states moved to MIDDLE-EAST-NORTH-AFRICA; Asia and
+Oceania form ASIA-SOUTH-PACIFIC (the default of the table).
 """
 
 from __future__ import annotations
@@ -55,24 +55,29 @@ ALL = "ALL"
 GS = "GS"
 """The General Secretariat's station code (the router)."""
 
-_TERRITORIES = frozenset(
+
+def _codes(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_TERRITORIES = _codes(
     "AI AQ AS AX BL BM BQ BV CC CK CX FK FO GF GG GI GL GP GS GU HK HM IM IO JE KY MF MO MP "
-    "MQ MS NC NF NU PF PM PN PR RE SH SJ TC TF TK UM VG VI WF YT".split()
+    "MQ MS NC NF NU PF PM PN PR RE SH SJ TC TF TK UM VG VI WF YT"
 )
 _NOT_MEMBERS = frozenset({"KP", "TV", "TW", "EH"})
 
-_MENA = frozenset("DZ BH EG IQ JO KW LB LY MA MR OM PS QA SA SY TN AE YE".split())
-_AMERICAS = frozenset(
+_MENA = _codes("DZ BH EG IQ JO KW LB LY MA MR OM PS QA SA SY TN AE YE")
+_AMERICAS = _codes(
     "AG AR AW BB BO BR BS BZ CA CL CO CR CU CW DM DO EC GD GT GY HN HT JM KN LC MX NI PA PE "
-    "PY SR SV SX TT US UY VC VE".split()
+    "PY SR SV SX TT US UY VC VE"
 )
-_EUROPE = frozenset(
+_EUROPE = _codes(
     "AD AL AM AT AZ BA BE BG BY CH CY CZ DE DK EE ES FI FR GB GE GR HR HU IE IS IL IT LI LT "
-    "LU LV MC MD ME MK MT NL NO PL PT RO RS RU SE SI SK SM TR UA VA".split()
+    "LU LV MC MD ME MK MT NL NO PL PT RO RS RU SE SI SK SM TR UA VA"
 )
-_AFRICA = frozenset(
+_AFRICA = _codes(
     "AO BF BI BJ BW CD CF CG CI CM CV DJ ER ET GA GH GM GN GQ GW KE KM LR LS MG ML MU MW MZ "
-    "NA NE NG RW SC SD SL SN SO SS ST SZ TD TG TZ UG ZA ZM ZW".split()
+    "NA NE NG RW SC SD SL SN SO SS ST SZ TD TG TZ UG ZA ZM ZW"
 )
 # Everything else (Asia outside MENA, Oceania) is ASIA-SOUTH-PACIFIC.
 
@@ -127,7 +132,7 @@ REPRESENTATIVE_OFFICES: dict[str, str] = {
 
 def _country_name(code: str) -> str:
     country = pycountry.countries.get(alpha_2=code)
-    return str(getattr(country, "common_name", None) or country.name)
+    return str(getattr(country, "common_name", None) or getattr(country, "name", code))
 
 
 def all_stations() -> dict[str, Station]:

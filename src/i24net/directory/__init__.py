@@ -1,0 +1,44 @@
+"""The GS-signed station directory.
+
+Each station's record (``net.i24.DirectoryRecord``: keys, validity, status,
+region) is signed on its own by the GS root key, label
+``b"i24net/v1/directory"``, and published as a ``net.i24.DirectoryEntry`` on
+the log-compacted ``i24.directory`` topic under the station code; every
+service pins the root public key and verifies each entry before use
+(:meth:`Directory.from_entries`). Lookups raise ``VerificationError`` with
+UNKNOWN_SENDER / UNKNOWN_KEY / REVOKED_KEY / SUSPENDED_KEY / EXPIRED_KEY.
+
+Rotation: add the new key with its ``valid_from_ms``, keep the old one until
+its ``valid_until_ms``; both verify during the overlap. Revocation: set the
+key's status to REVOKED with ``revoked_at_ms``; signatures made from then on
+fail, earlier ones still verify. Each change increases ``serial``; readers
+refuse a lower serial (no rollback to a record that still trusts a key).
+"""
+
+from __future__ import annotations
+
+from i24net.directory._directory import (
+    LABEL,
+    Directory,
+    KeyRecord,
+    PeerKey,
+    StationRecord,
+    Status,
+    sign_record,
+    verify_entry,
+)
+from i24net.directory.topic import TOPIC, publish, read_all
+
+__all__ = [
+    "LABEL",
+    "TOPIC",
+    "Directory",
+    "KeyRecord",
+    "PeerKey",
+    "StationRecord",
+    "Status",
+    "publish",
+    "read_all",
+    "sign_record",
+    "verify_entry",
+]

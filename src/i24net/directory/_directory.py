@@ -1,0 +1,322 @@
+"""Directory records, their GS root signatures, and key lookups."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.public import PublicKey
+from nacl.signing import VerifyKey
+
+from i24net.errors import (
+    CodecError,
+    DirectoryError,
+    Reason,
+    UnknownStationError,
+    VerificationError,
+)
+from i24net.keys import RootPublic, RootSecrets, StationPublic
+from i24net.schemas import SchemaStore
+from i24net.stations import Station, StationKind
+
+LABEL = b"i24net/v1/directory"
+"""Domain-separation label of the GS root signature over a DirectoryRecord."""
+
+
+class Status(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+    REVOKED = "REVOKED"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """One public key: valid on ``[valid_from_ms, valid_until_ms)`` unless revoked or suspended.
+
+    A REVOKED key refuses signatures made at or after ``revoked_at_ms``
+    (always, when ``revoked_at_ms`` is None); a SUSPENDED key refuses all
+    until it is reactivated.
+    """
+
+    key_id: str
+    public_key: bytes
+    valid_from_ms: int
+    valid_until_ms: int | None = None
+    status: Status = Status.ACTIVE
+    revoked_at_ms: int | None = None
+
+    def check(self, station: str, at_ms: int) -> None:
+        """Raise VerificationError unless this key is usable for something made at ``at_ms``."""
+        if self.status is Status.REVOKED and (
+            self.revoked_at_ms is None or at_ms >= self.revoked_at_ms
+        ):
+            raise VerificationError(
+                Reason.REVOKED_KEY,
+                f"key {self.key_id} of {station} revoked at {self.revoked_at_ms}, used at {at_ms}",
+            )
+        if self.status is Status.SUSPENDED:
+            raise VerificationError(Reason.SUSPENDED_KEY, f"key {self.key_id} of {station}")
+        if at_ms < self.valid_from_ms or (
+            self.valid_until_ms is not None and at_ms >= self.valid_until_ms
+        ):
+            raise VerificationError(
+                Reason.EXPIRED_KEY,
+                f"key {self.key_id} of {station} valid [{self.valid_from_ms}, "
+                f"{self.valid_until_ms}), used at {at_ms}",
+            )
+
+    def usable(self, at_ms: int) -> bool:
+        try:
+            self.check("", at_ms)
+        except VerificationError:
+            return False
+        return True
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "key_id": self.key_id,
+            "public_key": self.public_key,
+            "valid_from_ms": self.valid_from_ms,
+            "valid_until_ms": self.valid_until_ms,
+            "status": self.status.value,
+            "revoked_at_ms": self.revoked_at_ms,
+        }
+
+    @classmethod
+    def from_avro(cls, d: Mapping[str, Any]) -> KeyRecord:
+        if len(d["public_key"]) != 32:
+            raise DirectoryError(f"key {d['key_id']}: public key must be 32 bytes")
+        return cls(
+            d["key_id"],
+            d["public_key"],
+            d["valid_from_ms"],
+            d["valid_until_ms"],
+            Status(d["status"]),
+            d["revoked_at_ms"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StationRecord:
+    """A station's directory record (``net.i24.DirectoryRecord``)."""
+
+    station: str
+    name: str
+    kind: StationKind
+    region: str | None
+    signing_keys: tuple[KeyRecord, ...]
+    encryption_keys: tuple[KeyRecord, ...]
+    status: Status = Status.ACTIVE
+    serial: int = 1
+    issued_ms: int = 0
+
+    @classmethod
+    def for_station(
+        cls, st: Station, keys: Iterable[StationPublic], *, valid_from_ms: int, issued_ms: int
+    ) -> StationRecord:
+        """A new ACTIVE record from a station identity and its public key files."""
+        keys = list(keys)
+        return cls(
+            st.code,
+            st.name,
+            st.kind,
+            st.region.value if st.region else None,
+            tuple(KeyRecord(k.signing_key_id, k.signing_public, valid_from_ms) for k in keys),
+            tuple(KeyRecord(k.encryption_key_id, k.encryption_public, valid_from_ms) for k in keys),
+            issued_ms=issued_ms,
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "station": self.station,
+            "name": self.name,
+            "kind": self.kind.value,
+            "region": self.region,
+            "status": self.status.value,
+            "signing_keys": [k.to_avro() for k in self.signing_keys],
+            "encryption_keys": [k.to_avro() for k in self.encryption_keys],
+            "serial": self.serial,
+            "issued_ms": self.issued_ms,
+        }
+
+    @classmethod
+    def from_avro(cls, d: Mapping[str, Any]) -> StationRecord:
+        return cls(
+            d["station"],
+            d["name"],
+            StationKind(d["kind"]),
+            d["region"],
+            tuple(KeyRecord.from_avro(k) for k in d["signing_keys"]),
+            tuple(KeyRecord.from_avro(k) for k in d["encryption_keys"]),
+            Status(d["status"]),
+            d["serial"],
+            d["issued_ms"],
+        )
+
+
+def sign_record(record: StationRecord, root: RootSecrets, store: SchemaStore) -> bytes:
+    """The ``i24.directory`` value for ``record``: single-object ``net.i24.DirectoryEntry``."""
+    body = store.encode("net.i24.DirectoryRecord", record.to_avro())
+    sig = root.signing.sign(LABEL + body).signature
+    return store.encode_single(
+        "net.i24.DirectoryEntry", {"record": body, "root_key_id": root.key_id, "signature": sig}
+    )
+
+
+def verify_entry(entry: bytes, root: RootPublic, store: SchemaStore) -> StationRecord:
+    """Check one ``i24.directory`` value against the pinned root key; DirectoryError if bad."""
+    try:
+        _, outer = store.decode_single(entry, expected="net.i24.DirectoryEntry")
+    except CodecError as exc:
+        raise DirectoryError(f"directory entry does not decode: {exc}") from exc
+    if outer["root_key_id"] != root.key_id:
+        raise DirectoryError(
+            f"directory entry signed by root key {outer['root_key_id']!r}, "
+            f"the pinned root key is {root.key_id!r}"
+        )
+    try:
+        VerifyKey(root.public_key).verify(LABEL + outer["record"], outer["signature"])
+    except (BadSignatureError, ValueError, TypeError) as exc:
+        raise DirectoryError("directory entry: bad GS root signature") from exc
+    try:
+        return StationRecord.from_avro(store.decode("net.i24.DirectoryRecord", outer["record"]))
+    except (CodecError, ValueError, KeyError) as exc:
+        raise DirectoryError(f"directory record does not decode: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class PeerKey:
+    """A station's X25519 public key, named: what a content key is wrapped to."""
+
+    station: str
+    key_id: str
+    public_key: PublicKey = field(repr=False)
+
+
+class Directory:
+    """The verified station directory: lookups by station and key id.
+
+    Build it from records (``Directory(records)``, for the GS tooling), or
+    from signed ``i24.directory`` values with :meth:`from_entries`, which
+    verifies every signature against the pinned root key first.
+    """
+
+    def __init__(
+        self, records: Iterable[StationRecord], entries: Mapping[str, bytes] | None = None
+    ) -> None:
+        self._records: dict[str, StationRecord] = {}
+        self._verify: dict[tuple[str, str], tuple[KeyRecord, VerifyKey]] = {}
+        self._enc: dict[tuple[str, str], tuple[KeyRecord, PublicKey]] = {}
+        self.entries: dict[str, bytes] = dict(entries or {})
+        for r in records:
+            self.put(r)
+
+    @classmethod
+    def from_entries(
+        cls, entries: Iterable[bytes], root: RootPublic, store: SchemaStore
+    ) -> Directory:
+        d = cls(())
+        for entry in entries:
+            d.apply(entry, root, store)
+        return d
+
+    def apply(self, entry: bytes, root: RootPublic, store: SchemaStore) -> StationRecord:
+        """Verify and apply one signed entry; an older serial than the current one is refused."""
+        record = verify_entry(entry, root, store)
+        current = self._records.get(record.station)
+        if current is not None and record.serial < current.serial:
+            raise DirectoryError(
+                f"directory record of {record.station} has serial {record.serial}, "
+                f"older than the current {current.serial} (rollback refused)"
+            )
+        self.put(record)
+        self.entries[record.station] = entry
+        return record
+
+    def put(self, record: StationRecord) -> None:
+        old = self._records.get(record.station)
+        if old is not None:
+            for k in old.signing_keys:
+                self._verify.pop((old.station, k.key_id), None)
+            for k in old.encryption_keys:
+                self._enc.pop((old.station, k.key_id), None)
+        self._records[record.station] = record
+        try:
+            for k in record.signing_keys:
+                self._verify[(record.station, k.key_id)] = (k, VerifyKey(k.public_key))
+            for k in record.encryption_keys:
+                self._enc[(record.station, k.key_id)] = (k, PublicKey(k.public_key))
+        except (ValueError, TypeError) as exc:
+            raise DirectoryError(f"station {record.station}: invalid public key") from exc
+
+    def sign(self, root: RootSecrets, store: SchemaStore) -> dict[str, bytes]:
+        """Sign every record with the GS root key: station code -> entry bytes."""
+        self.entries = {code: sign_record(r, root, store) for code, r in self._records.items()}
+        return dict(self.entries)
+
+    def verify(self, root: RootPublic, store: SchemaStore) -> None:
+        """Raise DirectoryError unless every record carries a valid root signature."""
+        for code, record in self._records.items():
+            entry = self.entries.get(code)
+            if entry is None:
+                raise DirectoryError(f"station {code} has no signed directory entry")
+            if verify_entry(entry, root, store) != record:
+                raise DirectoryError(f"station {code}: signed entry differs from the record")
+
+    def __iter__(self) -> Iterator[StationRecord]:
+        return iter(sorted(self._records.values(), key=lambda r: r.station))
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, station: object) -> bool:
+        return station in self._records
+
+    def record(self, station: str) -> StationRecord:
+        try:
+            return self._records[station]
+        except KeyError:
+            raise UnknownStationError(f"station {station!r} is not in the directory") from None
+
+    def _station(self, station: str) -> StationRecord:
+        r = self._records.get(station)
+        if r is None:
+            raise VerificationError(Reason.UNKNOWN_SENDER, f"station {station!r} not in directory")
+        if r.status is Status.REVOKED:
+            raise VerificationError(Reason.REVOKED_KEY, f"station {station} is revoked")
+        if r.status is Status.SUSPENDED:
+            raise VerificationError(Reason.SUSPENDED_KEY, f"station {station} is suspended")
+        return r
+
+    def signing_key(self, station: str, key_id: str, at_ms: int) -> VerifyKey:
+        """The Ed25519 key to verify something ``station`` signed at ``at_ms``; raises
+        VerificationError (UNKNOWN_SENDER, UNKNOWN_KEY, REVOKED_KEY, SUSPENDED_KEY, EXPIRED_KEY)."""
+        hit = self._verify.get((station, key_id))
+        if hit is None:
+            self._station(station)
+            raise VerificationError(Reason.UNKNOWN_KEY, f"{station} has no signing key {key_id}")
+        self._station(station)
+        hit[0].check(station, at_ms)
+        return hit[1]
+
+    def encryption_key(self, station: str, key_id: str, at_ms: int) -> PeerKey:
+        """A named X25519 key of ``station``, checked like :meth:`signing_key`."""
+        hit = self._enc.get((station, key_id))
+        if hit is None:
+            self._station(station)
+            raise VerificationError(Reason.UNKNOWN_KEY, f"{station} has no encryption key {key_id}")
+        self._station(station)
+        hit[0].check(station, at_ms)
+        return PeerKey(station, key_id, hit[1])
+
+    def current_encryption_key(self, station: str, at_ms: int) -> PeerKey:
+        """The newest usable X25519 key of ``station`` at ``at_ms`` (what to wrap to)."""
+        r = self._station(station)
+        usable = [k for k in r.encryption_keys if k.usable(at_ms)]
+        if not usable:
+            raise VerificationError(Reason.EXPIRED_KEY, f"{station} has no usable encryption key")
+        k = max(usable, key=lambda k: (k.valid_from_ms, k.key_id))
+        return PeerKey(station, k.key_id, self._enc[(station, k.key_id)][1])

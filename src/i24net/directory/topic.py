@@ -1,0 +1,56 @@
+"""Publishing and reading the log-compacted ``i24.directory`` topic.
+
+The functions take an already-started aiokafka producer or consumer, so the
+caller owns connection settings, TLS and lifecycle. Key = station code
+(UTF-8), value = the signed ``net.i24.DirectoryEntry``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from i24net.directory._directory import Directory
+from i24net.keys import RootPublic
+from i24net.schemas import SchemaStore
+
+TOPIC = "i24.directory"
+
+
+async def publish(producer: Any, entries: Mapping[str, bytes], *, topic: str = TOPIC) -> None:
+    """Send every signed entry, keyed by station code, and wait for the acks."""
+    futures = [
+        await producer.send(topic, key=code.encode(), value=entry)
+        for code, entry in sorted(entries.items())
+    ]
+    for fut in futures:
+        await fut
+
+
+async def read_all(
+    consumer: Any, root: RootPublic, store: SchemaStore, *, topic: str = TOPIC
+) -> Directory:
+    """Read the topic from the beginning to its current end into a verified Directory.
+
+    ``consumer`` must be started and unsubscribed; it is assigned every
+    partition of ``topic``. Tombstones (null values) remove nothing: a
+    station leaves the directory by a REVOKED record, never by deletion.
+    """
+    from aiokafka import TopicPartition
+
+    parts = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    end = await consumer.end_offsets(tps)
+    directory = Directory(())
+    pending = {tp for tp in tps if end[tp] > 0}
+    while pending:
+        batch = await consumer.getmany(*pending, timeout_ms=1000)
+        for tp, records in batch.items():
+            for rec in records:
+                if rec.value is not None:
+                    directory.apply(rec.value, root, store)
+            if records and records[-1].offset + 1 >= end[tp]:
+                pending.discard(tp)
+    return directory

@@ -1,0 +1,499 @@
+"""Seal, route and open envelopes (docs/envelope.md §2–6)."""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from i24net.directory import Directory, PeerKey
+from i24net.envelope import _crypto as c
+from i24net.envelope._header import Header
+from i24net.errors import (
+    CodecError,
+    EnvelopeError,
+    OversizedError,
+    Reason,
+    VerificationError,
+)
+from i24net.keys import StationSecrets
+from i24net.replay import DEFAULT_MAX_LIFETIME_MS, ReplayWindow
+from i24net.schemas import MAGIC, SchemaStore
+from i24net.stations import GS
+
+ENVELOPE = "net.i24.Envelope"
+HEADER = "net.i24.Header"
+ATTESTATION = "net.i24.Attestation"
+KEYWRAP = "net.i24.KeyWrap"
+PREFIX_SIZE = 10
+
+Rng = Callable[[int], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size and lifetime bounds (docs/envelope.md §5)."""
+
+    max_envelope: int = 1 << 20
+    max_payload: int = (1 << 20) - (16 << 10)
+    max_header: int = 16 << 10
+    max_lifetime_ms: int = DEFAULT_MAX_LIFETIME_MS
+
+
+class Decision(enum.StrEnum):
+    SCREEN_PASSED = "SCREEN_PASSED"
+    REVIEW_APPROVED = "REVIEW_APPROVED"
+
+
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """The router's signed statement (``net.i24.Attestation``)."""
+
+    router: str
+    router_key_id: str
+    message_id: str
+    message_digest: bytes
+    decision: Decision
+    recipients: tuple[str, ...]
+    decided_ms: int
+    review_id: str | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "router": self.router,
+            "router_key_id": self.router_key_id,
+            "message_id": self.message_id,
+            "message_digest": self.message_digest,
+            "decision": self.decision.value,
+            "recipients": list(self.recipients),
+            "decided_ms": self.decided_ms,
+            "review_id": self.review_id,
+        }
+
+    @classmethod
+    def from_avro(cls, d: Mapping[str, Any]) -> Attestation:
+        return cls(
+            d["router"],
+            d["router_key_id"],
+            d["message_id"],
+            d["message_digest"],
+            Decision(d["decision"]),
+            tuple(d["recipients"]),
+            d["decided_ms"],
+            d["review_id"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What a recipient gateway gets from a verified delivery envelope."""
+
+    header: Header
+    payload: bytes = field(repr=False)
+    attestation: Attestation
+    message_digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A verified sender envelope, opened at the router (pass it to ``Router.deliver``)."""
+
+    header: Header
+    payload: bytes = field(repr=False)
+    message_digest: bytes
+    _header_bytes: bytes = field(repr=False)
+    _signature: bytes = field(repr=False)
+    _nonce: bytes = field(repr=False)
+    _ciphertext: bytes = field(repr=False)
+    _content_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    header_bytes: bytes
+    header: Header
+    signature: bytes
+    nonce: bytes
+    ciphertext: bytes
+    wrap: dict[str, Any]
+    attestation: bytes | None
+    attestation_signature: bytes | None
+
+
+def _avro_bytes(b: bytes) -> bytes:
+    n = len(b) << 1  # zig-zag of a non-negative long
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out) + b
+
+
+class _Codec:
+    """Envelope framing over the shared SchemaStore."""
+
+    def __init__(self, store: SchemaStore | None, limits: Limits) -> None:
+        self.store = store or SchemaStore.default()
+        self.limits = limits
+        self.env_prefix = MAGIC + self.store.fingerprint(ENVELOPE)
+        self.hdr_prefix = MAGIC + self.store.fingerprint(HEADER)
+
+    def encode_header(self, header: Header) -> bytes:
+        problems = header.problems(self.limits.max_lifetime_ms)
+        if problems:
+            raise EnvelopeError(f"invalid header: {'; '.join(problems)}")
+        try:
+            hb = self.store.encode_single(HEADER, header.to_avro())
+        except CodecError as exc:
+            raise EnvelopeError(f"header does not match net.i24.Header: {exc}") from exc
+        if len(hb) > self.limits.max_header:
+            raise OversizedError(f"header is {len(hb)} bytes, over {self.limits.max_header}")
+        return hb
+
+    def body_prefix(self, hb: bytes, sig: bytes, nonce: bytes, ct: bytes) -> bytes:
+        return b"".join(
+            (
+                self.env_prefix,
+                _avro_bytes(hb),
+                _avro_bytes(sig),
+                _avro_bytes(nonce),
+                _avro_bytes(ct),
+            )
+        )
+
+    def wrap(self, wrapper: tuple[str, str], recipient: tuple[str, str], wrapped: bytes) -> bytes:
+        return self.store.encode(
+            KEYWRAP,
+            {
+                "wrapper": wrapper[0],
+                "wrapper_key_id": wrapper[1],
+                "recipient": recipient[0],
+                "recipient_key_id": recipient[1],
+                "wrapped": wrapped,
+            },
+        )
+
+    def parse(self, data: bytes) -> _Parsed:
+        lim = self.limits
+        if len(data) > lim.max_envelope:
+            raise VerificationError(Reason.OVERSIZED, f"{len(data)} bytes > {lim.max_envelope}")
+        if bytes(data[:PREFIX_SIZE]) != self.env_prefix:
+            raise VerificationError(Reason.BAD_VERSION, f"prefix {bytes(data[:10]).hex()}")
+        try:
+            _, d = self.store.decode_single(data, expected=ENVELOPE)
+        except OversizedError as exc:
+            raise VerificationError(Reason.OVERSIZED, str(exc)) from None
+        except CodecError as exc:
+            raise VerificationError(Reason.MALFORMED, f"envelope: {exc}") from None
+        w = d["wrap"]
+        att, att_sig = d["attestation"], d["attestation_signature"]
+        if (
+            len(d["sender_signature"]) != c.SIG_SIZE
+            or len(d["nonce"]) != c.NONCE_SIZE
+            or len(d["ciphertext"]) < c.TAG_SIZE
+            or len(w["wrapped"]) != c.WRAPPED_SIZE
+            or (att is None) != (att_sig is None)
+            or (att_sig is not None and len(att_sig) != c.SIG_SIZE)
+        ):
+            raise VerificationError(Reason.MALFORMED, "a field has the wrong size")
+        hb = d["header"]
+        if len(hb) > lim.max_header:
+            raise VerificationError(Reason.MALFORMED, f"header over {lim.max_header} bytes")
+        if hb[:PREFIX_SIZE] != self.hdr_prefix:
+            raise VerificationError(Reason.BAD_VERSION, f"header prefix {hb[:10].hex()}")
+        try:
+            _, hd = self.store.decode_single(hb, expected=HEADER)
+            header = Header.from_avro(hd)
+        except (CodecError, ValueError, KeyError) as exc:
+            raise VerificationError(Reason.MALFORMED, f"header: {exc}") from None
+        problems = header.problems(lim.max_lifetime_ms)
+        if problems:
+            raise VerificationError(Reason.MALFORMED, "; ".join(problems))
+        return _Parsed(
+            hb, header, d["sender_signature"], d["nonce"], d["ciphertext"], w, att, att_sig
+        )
+
+
+def _verify_sender(p: _Parsed, directory: Directory, replay: ReplayWindow) -> bytes:
+    """Steps 4–7: sender key, signature, time, replay. Returns the message digest."""
+    h = p.header
+    vk = directory.signing_key(h.sender, h.sender_key_id, h.created_ms)
+    digest = c.message_digest(p.header_bytes, p.nonce, p.ciphertext)
+    try:
+        vk.verify(c.LABEL_SENDER_SIG + digest, p.signature)
+    except BadSignatureError:
+        raise VerificationError(Reason.BAD_SIGNATURE, f"sender {h.sender}") from None
+    replay.check(h.message_id, h.created_ms, h.expires_ms)
+    return digest
+
+
+class _Holder:
+    """Own keys (current first, then older ones during rotation), with shared-key caches."""
+
+    def __init__(self, secrets: StationSecrets, previous: Sequence[StationSecrets]) -> None:
+        self.secrets = secrets
+        self._by_enc = {s.encryption_key_id: (s, c.SharedKeys(s.encryption)) for s in previous}
+        self._by_enc[secrets.encryption_key_id] = (secrets, c.SharedKeys(secrets.encryption))
+
+    def own(self, key_id: str) -> tuple[StationSecrets, c.SharedKeys] | None:
+        return self._by_enc.get(key_id)
+
+
+class Sender:
+    """A gateway's sealer: ``Sender(secrets, router_key).seal(header, payload) -> bytes``."""
+
+    def __init__(
+        self,
+        secrets: StationSecrets,
+        router_key: PeerKey,
+        *,
+        store: SchemaStore | None = None,
+        rng: Rng = os.urandom,
+        limits: Limits = Limits(),
+    ) -> None:
+        self.secrets = secrets
+        self.router_key = router_key
+        self.rng = rng
+        self._codec = _Codec(store, limits)
+        self._shared = c.SharedKeys(secrets.encryption)
+
+    def seal(self, header: Header, payload: bytes) -> bytes:
+        s = self.secrets
+        if (header.sender, header.sender_key_id) != (s.station, s.signing_key_id):
+            raise EnvelopeError(
+                f"header names sender {header.sender}/{header.sender_key_id}, "
+                f"the keys are {s.station}/{s.signing_key_id}"
+            )
+        if len(payload) > self._codec.limits.max_payload:
+            raise OversizedError(
+                f"payload is {len(payload)} bytes, over {self._codec.limits.max_payload}"
+            )
+        hb = self._codec.encode_header(header)
+        key = self.rng(c.KEY_SIZE)
+        nonce = self.rng(c.NONCE_SIZE)
+        ct = c.seal_body(key, nonce, payload, hb)
+        digest = c.message_digest(hb, nonce, ct)
+        sig = s.signing.sign(c.LABEL_SENDER_SIG + digest).signature
+        wrapper = (s.station, s.encryption_key_id)
+        rk = self.router_key
+        recipient = (rk.station, rk.key_id)
+        wrapped = self._shared.wrap(key, rk.public_key, c.LABEL_WRAP_GS, wrapper, recipient, digest)
+        return (
+            self._codec.body_prefix(hb, sig, nonce, ct)
+            + self._codec.wrap(wrapper, recipient, wrapped)
+            + b"\x00\x00"
+        )
+
+
+class Router:
+    """The GS side: ``open`` verifies and decrypts a sender envelope, ``deliver`` re-wraps.
+
+    ``deliver`` signs **one** attestation listing every recipient and makes
+    one envelope per recipient (a symmetric wrap each).
+    """
+
+    def __init__(
+        self,
+        secrets: StationSecrets,
+        directory: Directory,
+        replay: ReplayWindow,
+        *,
+        previous: Sequence[StationSecrets] = (),
+        store: SchemaStore | None = None,
+        limits: Limits = Limits(),
+    ) -> None:
+        self.directory = directory
+        self.replay = replay
+        self._holder = _Holder(secrets, previous)
+        self._codec = _Codec(store, limits)
+
+    @property
+    def station(self) -> str:
+        return self._holder.secrets.station
+
+    def open(self, data: bytes, *, record: bool = True) -> Inbound:
+        """Steps 1–11 at the router. ``record=False`` leaves ``replay.record`` to the caller."""
+        p = self._codec.parse(data)
+        h = p.header
+        digest = _verify_sender(p, self.directory, self.replay)
+        if p.attestation is not None:
+            raise VerificationError(Reason.MALFORMED, "a sender envelope carries an attestation")
+        w = p.wrap
+        mine = self._holder.own(w["recipient_key_id"])
+        if w["recipient"] != self.station or w["wrapper"] != h.sender or mine is None:
+            raise VerificationError(Reason.WRONG_RECIPIENT, f"wrap for {w['recipient']}")
+        peer = self.directory.encryption_key(h.sender, w["wrapper_key_id"], h.created_ms)
+        key = mine[1].unwrap(
+            w["wrapped"],
+            peer.public_key,
+            c.LABEL_WRAP_GS,
+            (w["wrapper"], w["wrapper_key_id"]),
+            (w["recipient"], w["recipient_key_id"]),
+            digest,
+        )
+        payload = c.open_body(key, p.nonce, p.ciphertext, p.header_bytes)
+        if record:
+            self.replay.record(h.message_id, h.expires_ms)
+        return Inbound(h, payload, digest, p.header_bytes, p.signature, p.nonce, p.ciphertext, key)
+
+    def deliver(
+        self,
+        inbound: Inbound,
+        recipients: Iterable[str],
+        *,
+        decision: Decision = Decision.SCREEN_PASSED,
+        review_id: str | None = None,
+    ) -> dict[str, bytes]:
+        """One delivery envelope per recipient station, keyed by station code."""
+        now = self.replay.clock()
+        stations = tuple(sorted(set(recipients)))
+        peers = []
+        for st in stations:
+            try:
+                peers.append(self.directory.current_encryption_key(st, now))
+            except VerificationError as exc:
+                raise VerificationError(Reason.UNKNOWN_RECIPIENT, f"{st}: {exc.detail}") from None
+        s = self._holder.secrets
+        att = Attestation(
+            s.station,
+            s.signing_key_id,
+            inbound.header.message_id,
+            inbound.message_digest,
+            decision,
+            stations,
+            now,
+            review_id,
+        )
+        ab = self._codec.store.encode(ATTESTATION, att.to_avro())
+        asig = s.signing.sign(c.LABEL_ATTESTATION + ab).signature
+        head = self._codec.body_prefix(
+            inbound._header_bytes, inbound._signature, inbound._nonce, inbound._ciphertext
+        )
+        tail = b"\x02" + _avro_bytes(ab) + b"\x02" + _avro_bytes(asig)
+        shared = self._holder.own(s.encryption_key_id)
+        assert shared is not None
+        wrapper = (s.station, s.encryption_key_id)
+        out: dict[str, bytes] = {}
+        for peer in peers:
+            recipient = (peer.station, peer.key_id)
+            wrapped = shared[1].wrap(
+                inbound._content_key,
+                peer.public_key,
+                c.LABEL_WRAP_RECIPIENT,
+                wrapper,
+                recipient,
+                inbound.message_digest,
+            )
+            out[peer.station] = head + self._codec.wrap(wrapper, recipient, wrapped) + tail
+        return out
+
+
+class Receiver:
+    """A recipient gateway: ``Receiver(secrets, directory, replay).open(data) -> Opened``."""
+
+    def __init__(
+        self,
+        secrets: StationSecrets,
+        directory: Directory,
+        replay: ReplayWindow,
+        *,
+        router: str = GS,
+        previous: Sequence[StationSecrets] = (),
+        store: SchemaStore | None = None,
+        limits: Limits = Limits(),
+    ) -> None:
+        self.directory = directory
+        self.replay = replay
+        self.router = router
+        self._holder = _Holder(secrets, previous)
+        self._codec = _Codec(store, limits)
+
+    def open(self, data: bytes, *, record: bool = True) -> Opened:
+        """Steps 1–11 for a delivery envelope."""
+        p = self._codec.parse(data)
+        h = p.header
+        digest = _verify_sender(p, self.directory, self.replay)
+        att = self._attestation(p, digest)
+        w = p.wrap
+        me = self._holder.secrets.station
+        mine = self._holder.own(w["recipient_key_id"])
+        if (
+            w["recipient"] != me
+            or mine is None
+            or me not in att.recipients
+            or w["wrapper"] != self.router
+        ):
+            raise VerificationError(Reason.WRONG_RECIPIENT, f"wrap for {w['recipient']}")
+        peer = self.directory.encryption_key(self.router, w["wrapper_key_id"], att.decided_ms)
+        key = mine[1].unwrap(
+            w["wrapped"],
+            peer.public_key,
+            c.LABEL_WRAP_RECIPIENT,
+            (w["wrapper"], w["wrapper_key_id"]),
+            (w["recipient"], w["recipient_key_id"]),
+            digest,
+        )
+        payload = c.open_body(key, p.nonce, p.ciphertext, p.header_bytes)
+        if record:
+            self.replay.record(h.message_id, h.expires_ms)
+        return Opened(h, payload, att, digest)
+
+    def _attestation(self, p: _Parsed, digest: bytes) -> Attestation:
+        if p.attestation is None or p.attestation_signature is None:
+            raise VerificationError(Reason.BAD_ATTESTATION, "delivery without attestation")
+        try:
+            att = Attestation.from_avro(self._codec.store.decode(ATTESTATION, p.attestation))
+        except (CodecError, ValueError, KeyError) as exc:
+            raise VerificationError(Reason.MALFORMED, f"attestation: {exc}") from None
+        if att.router != self.router:
+            raise VerificationError(Reason.BAD_ATTESTATION, f"attested by {att.router}")
+        vk: VerifyKey = self.directory.signing_key(att.router, att.router_key_id, att.decided_ms)
+        try:
+            vk.verify(c.LABEL_ATTESTATION + p.attestation, p.attestation_signature)
+        except BadSignatureError:
+            raise VerificationError(Reason.BAD_ATTESTATION, "bad router signature") from None
+        skew = self.replay.skew_ms
+        if (
+            att.message_id != p.header.message_id
+            or att.message_digest != digest
+            or not p.header.created_ms - skew <= att.decided_ms <= self.replay.clock() + skew
+        ):
+            raise VerificationError(Reason.BAD_ATTESTATION, "attestation is for another message")
+        return att
+
+
+def seal(
+    header: Header,
+    payload: bytes,
+    sender: StationSecrets,
+    router_key: PeerKey,
+    *,
+    store: SchemaStore | None = None,
+    rng: Rng = os.urandom,
+    limits: Limits = Limits(),
+) -> bytes:
+    """One-shot :meth:`Sender.seal` (a long-lived ``Sender`` caches the shared key)."""
+    return Sender(sender, router_key, store=store, rng=rng, limits=limits).seal(header, payload)
+
+
+def open_delivery(
+    data: bytes,
+    recipient: StationSecrets,
+    directory: Directory,
+    replay: ReplayWindow,
+    *,
+    router: str = GS,
+    store: SchemaStore | None = None,
+    limits: Limits = Limits(),
+    record: bool = True,
+) -> Opened:
+    """One-shot :meth:`Receiver.open`."""
+    return Receiver(recipient, directory, replay, router=router, store=store, limits=limits).open(
+        data, record=record
+    )

@@ -1,0 +1,137 @@
+"""The replay and expiry window shared by the router and every gateway.
+
+A message is acceptable when ``created_ms <= now + skew`` (else
+``NOT_YET_VALID``), ``now < expires_ms + skew`` (else ``EXPIRED``) and its id
+was not seen before (else ``REPLAYED``). A seen id is kept until its message
+would be refused as expired anyway (``expires_ms + skew``), so memory is
+bounded by message rate x ``max_lifetime_ms`` (the envelope refuses longer
+lifetimes) and, as a hard cap, ``max_entries``: past the cap the entries
+closest to expiry are evicted first (``evicted`` counts them; size the cap
+above peak rate x lifetime so this never happens).
+
+With ``path`` the window is persisted in SQLite (one row per id), so a
+restarted service keeps refusing replays. ``check`` and ``record`` are
+separate so that a service records an id when it commits the message (a
+crash in between re-processes it instead of losing it).
+
+    window = ReplayWindow(clock=system_clock, path=Path("state/seen.sqlite3"))
+    window.check(header.message_id, header.created_ms, header.expires_ms)
+    ... store the message ...
+    window.record(header.message_id, header.expires_ms)
+"""
+
+from __future__ import annotations
+
+import heapq
+import sqlite3
+from pathlib import Path
+
+from i24net.clock import Clock
+from i24net.errors import ConfigError, Reason, VerificationError
+
+DEFAULT_SKEW_MS = 5 * 60_000
+DEFAULT_MAX_LIFETIME_MS = 7 * 24 * 3_600_000
+DEFAULT_MAX_ENTRIES = 2_000_000
+
+
+class ReplayWindow:
+    """Seen message ids, kept until their expiry; optionally persisted in SQLite."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        skew_ms: int = DEFAULT_SKEW_MS,
+        max_lifetime_ms: int = DEFAULT_MAX_LIFETIME_MS,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        path: Path | None = None,
+    ) -> None:
+        if skew_ms < 0 or max_lifetime_ms <= 0 or max_entries <= 0:
+            raise ConfigError("replay window: skew >= 0, lifetime > 0 and max_entries > 0")
+        self.clock = clock
+        self.skew_ms = skew_ms
+        self.max_lifetime_ms = max_lifetime_ms
+        self.max_entries = max_entries
+        self.evicted = 0
+        self._seen: dict[str, int] = {}  # id -> forget-after (ms)
+        self._heap: list[tuple[int, str]] = []
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            self._open(path)
+
+    def _open(self, path: Path) -> None:
+        try:
+            db = sqlite3.connect(path, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, until_ms INTEGER)")
+            db.execute("CREATE INDEX IF NOT EXISTS seen_until ON seen (until_ms)")
+            now = self.clock()
+            db.execute("DELETE FROM seen WHERE until_ms <= ?", (now,))
+            rows = db.execute("SELECT id, until_ms FROM seen").fetchall()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"replay window database {path}: {exc}") from exc
+        self._db = db
+        for message_id, until in rows:
+            self._seen[message_id] = until
+            self._heap.append((until, message_id))
+        heapq.heapify(self._heap)
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def check_time(self, created_ms: int, expires_ms: int) -> None:
+        """Raise NOT_YET_VALID or EXPIRED when the message is outside its time window."""
+        now = self.clock()
+        if created_ms > now + self.skew_ms:
+            raise VerificationError(
+                Reason.NOT_YET_VALID, f"created {created_ms - now} ms in the future"
+            )
+        if now >= expires_ms + self.skew_ms:
+            raise VerificationError(Reason.EXPIRED, f"expired {now - expires_ms} ms ago")
+
+    def check(self, message_id: str, created_ms: int, expires_ms: int) -> None:
+        """Raise unless the message is in its time window and its id unseen."""
+        self.check_time(created_ms, expires_ms)
+        until = self._seen.get(message_id)
+        if until is not None and until > self.clock():
+            raise VerificationError(Reason.REPLAYED, f"message id {message_id} already seen")
+
+    def seen(self, message_id: str) -> bool:
+        until = self._seen.get(message_id)
+        return until is not None and until > self.clock()
+
+    def record(self, message_id: str, expires_ms: int) -> None:
+        """Remember ``message_id`` until ``expires_ms + skew``."""
+        now = self.clock()
+        until = expires_ms + self.skew_ms
+        self._purge(now)
+        if until <= now:
+            return
+        self._seen[message_id] = until
+        heapq.heappush(self._heap, (until, message_id))
+        while len(self._seen) > self.max_entries:
+            self._pop()
+            self.evicted += 1
+        if self._db is not None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO seen (id, until_ms) VALUES (?, ?)", (message_id, until)
+            )
+
+    def _pop(self) -> None:
+        until, message_id = heapq.heappop(self._heap)
+        if self._seen.get(message_id) == until:
+            del self._seen[message_id]
+
+    def _purge(self, now: int) -> None:
+        purged = False
+        while self._heap and self._heap[0][0] <= now:
+            self._pop()
+            purged = True
+        if purged and self._db is not None:
+            self._db.execute("DELETE FROM seen WHERE until_ms <= ?", (now,))
