@@ -7,6 +7,7 @@ configured once (gateway, router, provisioning, tests).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Iterable, Mapping
@@ -70,6 +71,22 @@ class TopicSpec:
     config: Mapping[str, str] = field(default_factory=dict)
 
 
+async def _wait_for_leaders(admin: Any, names: list[str], timeout_s: float = 15.0) -> None:
+    """Wait until every partition of ``names`` has a leader (fresh topics have none)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        ready = all(
+            t["error_code"] == 0
+            and t["partitions"]
+            and all(p["leader"] >= 0 for p in t["partitions"])
+            for t in described
+        )
+        if ready or asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.1)
+
+
 async def ensure_topics(conn: KafkaConnection, topics: Iterable[TopicSpec]) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
@@ -94,6 +111,7 @@ async def ensure_topics(conn: KafkaConnection, topics: Iterable[TopicSpec]) -> l
                 for s in specs
             ]
         )
+        await _wait_for_leaders(admin, [s.name for s in specs])
     finally:
         await admin.close()
     created: list[str] = []

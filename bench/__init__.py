@@ -1,0 +1,1 @@
+"""i24net benchmarks: ``make bench`` (``python -m bench``)."""
