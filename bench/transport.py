@@ -51,7 +51,7 @@ async def produce_consume(conn: KafkaConnection, count: int, partitions: int = 3
     await consumer.start()
     await producer.start()
     # Wait for the consumer's assignment so latency excludes its start-up.
-    while not consumer.assignment():
+    while not consumer.assignment():  # noqa: ASYNC110 - aiokafka offers no event for it
         await asyncio.sleep(0.05)
     await consumer.seek_to_end()
 
