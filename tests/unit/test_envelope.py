@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "vectors" / "envelope"))
 
-from world import PAYLOAD_FP, T0, World, counter_rng, make_world  # noqa: E402
+from world import PAYLOAD_FP, T0, World, counter_rng, make_world
 
-from i24net.directory import KeyRecord, Status  # noqa: E402
-from i24net.envelope import (  # noqa: E402
+from i24net.directory import KeyRecord, Status
+from i24net.envelope import (
     Decision,
     Header,
     Language,
@@ -29,14 +29,14 @@ from i24net.envelope import (  # noqa: E402
     open_delivery,
     seal,
 )
-from i24net.errors import (  # noqa: E402
+from i24net.errors import (
     EnvelopeError,
     I24Error,
     OversizedError,
     Reason,
     VerificationError,
 )
-from i24net.stations import MEMBER_COUNTRIES  # noqa: E402
+from i24net.stations import MEMBER_COUNTRIES
 
 W = make_world()
 

@@ -1,0 +1,78 @@
+"""Key generation, key ids, and key files with mode 0600."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from i24net.cli import main
+from i24net.errors import KeyStoreError
+from i24net.keys import (
+    RootSecrets,
+    StationSecrets,
+    load_public,
+    load_root,
+    load_station,
+    save_root,
+    save_station,
+)
+
+T0 = 1_795_000_000_000
+
+
+def fixed(n: int) -> bytes:
+    return bytes(range(n))
+
+
+def test_key_ids_and_repr_hide_secrets() -> None:
+    s = StationSecrets.generate("FR", now_ms=T0, rng=fixed)
+    assert s.signing_key_id.startswith("FR-20261118-") and len(s.signing_key_id) == 20
+    assert s.signing_key_id != s.encryption_key_id
+    assert bytes(s.signing).hex() not in repr(s)
+
+
+def test_files_are_0600_and_round_trip(tmp_path: Path) -> None:
+    s = StationSecrets.generate("JP", now_ms=T0)
+    secret, public = save_station(s, tmp_path)
+    assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
+    loaded = load_station(secret)
+    assert loaded.public() == s.public() == load_public(public)
+    with pytest.raises(KeyStoreError, match="already exists"):
+        save_station(s, tmp_path)
+
+
+def test_group_readable_secret_is_refused(tmp_path: Path) -> None:
+    secret, _ = save_station(StationSecrets.generate("BR", now_ms=T0), tmp_path)
+    os.chmod(secret, 0o640)
+    with pytest.raises(KeyStoreError, match="chmod 600"):
+        load_station(secret)
+
+
+def test_root_key_files(tmp_path: Path) -> None:
+    root = RootSecrets.generate(now_ms=T0)
+    secret, _ = save_root(root, tmp_path)
+    assert load_root(secret).public == root.public
+    os.chmod(secret, 0o644)
+    with pytest.raises(KeyStoreError):
+        load_root(secret)
+
+
+def test_corrupt_file(tmp_path: Path) -> None:
+    p = tmp_path / "x.secret.json"
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"{not json")
+    os.close(fd)
+    with pytest.raises(KeyStoreError):
+        load_station(p)
+
+
+def test_cli_generate_prints_no_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "generate", "--station", "FR", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    s = load_station(tmp_path / "FR.secret.json")
+    assert s.signing_key_id in out and bytes(s.signing).hex() not in out
+    assert bytes(s.encryption).hex() not in out
+    assert main(["keys", "generate", "--station", "ZZ", "--out", str(tmp_path)]) == 2

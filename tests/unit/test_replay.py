@@ -1,0 +1,65 @@
+"""The replay window: skew, expiry, seen ids, persistence, memory bound."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from i24net.clock import FixedClock
+from i24net.errors import Reason, VerificationError
+from i24net.replay import ReplayWindow
+
+T0 = 1_795_000_000_000
+MIN = 60_000
+
+
+def reason_of(w: ReplayWindow, mid: str, created: int, expires: int) -> Reason | None:
+    try:
+        w.check(mid, created, expires)
+    except VerificationError as e:
+        return e.reason
+    return None
+
+
+def test_time_window() -> None:
+    w = ReplayWindow(clock=FixedClock(T0), skew_ms=5 * MIN)
+    assert reason_of(w, "a", T0 + 5 * MIN, T0 + 60 * MIN) is None
+    assert reason_of(w, "a", T0 + 5 * MIN + 1, T0 + 60 * MIN) is Reason.NOT_YET_VALID
+    assert reason_of(w, "a", T0 - 60 * MIN, T0 - 5 * MIN + 1) is None
+    assert reason_of(w, "a", T0 - 60 * MIN, T0 - 5 * MIN) is Reason.EXPIRED
+
+
+def test_seen_ids_until_expiry() -> None:
+    clock = FixedClock(T0)
+    w = ReplayWindow(clock=clock, skew_ms=MIN)
+    w.record("a", T0 + 10 * MIN)
+    assert reason_of(w, "a", T0, T0 + 10 * MIN) is Reason.REPLAYED
+    clock.advance(11 * MIN)
+    w.record("b", T0 + 60 * MIN)  # purges "a"
+    assert len(w) == 1
+
+
+def test_persisted_across_restart(tmp_path: Path) -> None:
+    db = tmp_path / "seen.sqlite3"
+    clock = FixedClock(T0)
+    w = ReplayWindow(clock=clock, path=db)
+    w.record("a", T0 + 10 * MIN)
+    w.close()
+    w.close()
+    w2 = ReplayWindow(clock=clock, path=db)
+    assert reason_of(w2, "a", T0, T0 + 10 * MIN) is Reason.REPLAYED
+    w2.close()
+
+
+def test_memory_bound_evicts_closest_to_expiry() -> None:
+    w = ReplayWindow(clock=FixedClock(T0), max_entries=2)
+    w.record("a", T0 + 1 * MIN)
+    w.record("b", T0 + 3 * MIN)
+    w.record("c", T0 + 2 * MIN)
+    assert len(w) == 2 and w.evicted == 1 and not w.seen("a") and w.seen("b")
+
+
+def test_bad_config() -> None:
+    with pytest.raises(Exception, match="replay window"):
+        ReplayWindow(clock=FixedClock(T0), skew_ms=-1)
