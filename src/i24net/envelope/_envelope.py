@@ -29,7 +29,6 @@ from i24net.stations import GS
 ENVELOPE = "net.i24.Envelope"
 HEADER = "net.i24.Header"
 ATTESTATION = "net.i24.Attestation"
-KEYWRAP = "net.i24.KeyWrap"
 PREFIX_SIZE = 10
 
 Rng = Callable[[int], bytes]
@@ -168,15 +167,15 @@ class _Codec:
         )
 
     def wrap(self, wrapper: tuple[str, str], recipient: tuple[str, str], wrapped: bytes) -> bytes:
-        return self.store.encode(
-            KEYWRAP,
-            {
-                "wrapper": wrapper[0],
-                "wrapper_key_id": wrapper[1],
-                "recipient": recipient[0],
-                "recipient_key_id": recipient[1],
-                "wrapped": wrapped,
-            },
+        """Avro binary of a ``net.i24.KeyWrap`` (five length-prefixed fields), written directly."""
+        return b"".join(
+            (
+                _avro_bytes(wrapper[0].encode()),
+                _avro_bytes(wrapper[1].encode()),
+                _avro_bytes(recipient[0].encode()),
+                _avro_bytes(recipient[1].encode()),
+                _avro_bytes(wrapped),
+            )
         )
 
     def parse(self, data: bytes) -> _Parsed:
@@ -390,7 +389,9 @@ class Router:
                 recipient,
                 inbound.message_digest,
             )
-            out[peer.station] = head + self._codec.wrap(wrapper, recipient, wrapped) + tail
+            out[peer.station] = b"".join(
+                (head, self._codec.wrap(wrapper, recipient, wrapped), tail)
+            )
         return out
 
 
