@@ -1,0 +1,59 @@
+"""The Article 3 neutrality policy: a declarative TOML file and a small, pure engine.
+
+    policy = load_policy(Path("deploy/policy/article3.toml"))
+    engine = Engine(policy)
+    verdict = engine.evaluate(Facts.from_message(kind=..., sender="FR", ...))
+    verdict.outcome  # Outcome.DELIVER | HOLD | REFUSE
+    verdict.rule, verdict.reasons
+
+Every decision names the rule that fired and carries machine-readable
+reasons; the file format and the shipped rules are described in
+``docs/policy.md``.
+"""
+
+from __future__ import annotations
+
+from i24net.policy._engine import (
+    DEFAULT_RULE,
+    FLOOR_PREDOMINANCE,
+    FLOOR_WANTED,
+    Engine,
+    Facts,
+    Hit,
+    Subject,
+    Verdict,
+)
+from i24net.policy._model import (
+    Basis,
+    Indicator,
+    Outcome,
+    Policy,
+    RefugeeCondition,
+    Rule,
+    When,
+    load_policy,
+    parse_policy,
+)
+from i24net.policy._text import compile_term, normalise
+
+__all__ = [
+    "DEFAULT_RULE",
+    "FLOOR_PREDOMINANCE",
+    "FLOOR_WANTED",
+    "Basis",
+    "Engine",
+    "Facts",
+    "Hit",
+    "Indicator",
+    "Outcome",
+    "Policy",
+    "RefugeeCondition",
+    "Rule",
+    "Subject",
+    "Verdict",
+    "When",
+    "compile_term",
+    "load_policy",
+    "normalise",
+    "parse_policy",
+]

@@ -1,0 +1,274 @@
+"""The neutrality screen: facts in, a decision out. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from i24net.policy._model import Basis, Outcome, Policy, RefugeeCondition, Rule, When
+from i24net.policy._text import compile_term, find_terms
+
+PROTECTED = frozenset({"RECOGNISED_REFUGEE", "ASYLUM_SEEKER"})
+
+# Payload fields whose free text is screened (docs/schemas.md "Free text screened").
+SCREENED_FIELDS = frozenset(
+    {
+        "facts",
+        "remarks",
+        "description",
+        "text",
+        "subject_line",
+        "legal_provision",
+        "legal_basis",
+        "action_requested",
+        "modus_operandi",
+        "threat",
+    }
+)
+_SKIP_SUBTREES = frozenset({"identity_documents"})
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What the screen needs to know about a person who is a subject."""
+
+    refugee_status: str = "UNKNOWN"
+    refugee_status_granted_by: str | None = None
+    nationalities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """Everything the screen looks at, taken from the verified header and decrypted payload."""
+
+    kind: str
+    sender: str
+    offence_categories: tuple[str, ...] = ()
+    texts: tuple[str, ...] = field(default=(), repr=False)
+    subjects: tuple[Subject, ...] = ()
+    handling: tuple[str, ...] = ()
+    language: str = "en"
+
+    @classmethod
+    def from_message(
+        cls,
+        *,
+        kind: str,
+        sender: str,
+        language: str,
+        header_offences: Iterable[str],
+        handling: Iterable[tuple[str, str | None]],
+        payload: Mapping[str, Any] | None,
+    ) -> Facts:
+        """Facts from a header's fields and a decoded payload record (any kind)."""
+        offences = list(header_offences)
+        texts: list[str] = [t for _, t in handling if t]
+        subjects: list[Subject] = []
+        if payload is not None:
+            _walk(payload, texts, offences, subjects)
+        return cls(
+            kind=kind,
+            sender=sender,
+            offence_categories=tuple(dict.fromkeys(offences)),
+            texts=tuple(texts),
+            subjects=tuple(subjects),
+            handling=tuple(dict.fromkeys(code for code, _ in handling)),
+            language=language,
+        )
+
+
+def _walk(node: Any, texts: list[str], offences: list[str], subjects: list[Subject]) -> None:
+    if isinstance(node, Mapping):
+        if "refugee_status" in node and "nationalities" in node:
+            subjects.append(
+                Subject(
+                    str(node.get("refugee_status") or "UNKNOWN"),
+                    node.get("refugee_status_granted_by"),
+                    tuple(node.get("nationalities") or ()),
+                )
+            )
+        if "category" in node and "legal_provision" in node and isinstance(node["category"], str):
+            offences.append(node["category"])
+        for key, value in node.items():
+            if key in _SKIP_SUBTREES:
+                continue
+            if isinstance(value, str):
+                if key in SCREENED_FIELDS:
+                    texts.append(value)
+            else:
+                _walk(value, texts, offences, subjects)
+    elif isinstance(node, list | tuple):
+        for item in node:
+            _walk(item, texts, offences, subjects)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One indicator found: its id, category and the terms that matched."""
+
+    indicator: str
+    category: str
+    terms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The screen's decision: ``outcome``, the ``rule`` that fired, machine-readable ``reasons``.
+
+    ``reasons`` starts with the fired rule's reason, then one
+    ``indicator:<category>:<id>`` per indicator found and any floor applied,
+    so a reviewer sees everything the screen saw.
+    """
+
+    outcome: Outcome
+    rule: str
+    reasons: tuple[str, ...]
+    hits: tuple[Hit, ...] = ()
+    also_matched: tuple[str, ...] = ()
+    """Ids of the later rules whose conditions also held (what a reviewer should weigh)."""
+
+    @property
+    def reason(self) -> str:
+        return self.reasons[0]
+
+
+FLOOR_WANTED = "FLOOR-WANTED-PERSON-RISK"
+FLOOR_PREDOMINANCE = "FLOOR-PREDOMINANCE"
+DEFAULT_RULE = "DEFAULT"
+
+
+@dataclass(frozen=True, slots=True)
+class _Derived:
+    hits: tuple[Hit, ...]
+    categories: frozenset[str]
+    wanted: bool
+    ordinary_crime: bool
+    risk: bool
+    protected: bool
+    protected_from_sender: bool
+    recognised_from_sender: bool
+
+
+class Engine:
+    """Evaluates a :class:`Policy`: ordered rules, first match wins, then two fixed floors.
+
+    The floors are code, not configuration, because the issue makes them
+    invariants of the network:
+
+    - ``FLOOR-WANTED-PERSON-RISK``: a wanted-person request (notice request or
+      wanted-person diffusion) with any risk indicator is never delivered
+      without review: a ``deliver`` becomes ``hold``.
+    - ``FLOOR-PREDOMINANCE``: an ordinary crime together with an Article 3
+      indicator is a predominance case, weighed by people: a ``deliver``, or a
+      ``refuse`` by an Article 3 rule or the default, becomes ``hold``.
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._indicators = [
+            (ind, [(t, compile_term(t)) for terms in ind.terms.values() for t in terms])
+            for ind in policy.indicators
+        ]
+        self._wanted = frozenset(policy.wanted_person_kinds)
+        self._review = frozenset(policy.review_kinds)
+        self._risk = frozenset(policy.risk_categories)
+        self._a3 = frozenset(policy.article3_categories)
+        self._not_ordinary = frozenset(policy.not_ordinary_crime)
+
+    def indicators(self, texts: Sequence[str]) -> tuple[Hit, ...]:
+        out = []
+        for ind, patterns in self._indicators:
+            found = find_terms(patterns, texts)
+            if found:
+                out.append(Hit(ind.id, ind.category, tuple(found)))
+        return tuple(out)
+
+    def _derive(self, facts: Facts) -> _Derived:
+        hits = self.indicators(facts.texts)
+        cats = frozenset(h.category for h in hits)
+        ordinary = "ordinary_crime" in cats or any(
+            c not in self._not_ordinary for c in facts.offence_categories
+        )
+        protected = any(s.refugee_status in PROTECTED for s in facts.subjects)
+
+        def from_sender(s: Any) -> bool:
+            return facts.sender in s.nationalities and facts.sender != s.refugee_status_granted_by
+
+        prot_sender = any(s.refugee_status in PROTECTED and from_sender(s) for s in facts.subjects)
+        rec_sender = any(
+            s.refugee_status == "RECOGNISED_REFUGEE" and from_sender(s) for s in facts.subjects
+        )
+        return _Derived(
+            hits=hits,
+            categories=cats,
+            wanted=facts.kind in self._wanted,
+            ordinary_crime=ordinary,
+            risk=bool(cats & self._risk) or protected,
+            protected=protected,
+            protected_from_sender=prot_sender,
+            recognised_from_sender=rec_sender,
+        )
+
+    def _matches(self, w: When, facts: Facts, d: _Derived) -> bool:
+        if w.kinds is not None and facts.kind not in w.kinds:
+            return False
+        if w.wanted_person is not None and w.wanted_person != d.wanted:
+            return False
+        if w.indicators_any is not None and not d.categories & set(w.indicators_any):
+            return False
+        if w.indicators_none is not None and d.categories & set(w.indicators_none):
+            return False
+        if w.offence_categories_any is not None and not set(facts.offence_categories) & set(
+            w.offence_categories_any
+        ):
+            return False
+        if w.ordinary_crime is not None and w.ordinary_crime != d.ordinary_crime:
+            return False
+        if w.risk is not None and w.risk != d.risk:
+            return False
+        if w.refugee is not None:
+            ok = {
+                RefugeeCondition.RECOGNISED_FROM_SENDER: d.recognised_from_sender,
+                RefugeeCondition.PROTECTED_FROM_SENDER: d.protected_from_sender,
+                RefugeeCondition.PROTECTED: d.protected,
+            }[w.refugee]
+            if not ok:
+                return False
+        return w.handling_any is None or bool(set(facts.handling) & set(w.handling_any))
+
+    def _fire(self, facts: Facts, d: _Derived) -> tuple[Outcome, str, str, Basis | None]:
+        for rule in self.policy.rules:
+            if self._matches(rule.when, facts, d):
+                return rule.decision, rule.id, rule.reason, rule.basis
+        if facts.kind in self._review:
+            return Outcome.HOLD, "REVIEW-KIND", "kind_requires_review", Basis.REVIEW
+        return self.policy.default, DEFAULT_RULE, f"default_{self.policy.default.value}", None
+
+    def evaluate(self, facts: Facts) -> Verdict:
+        """The decision for one message (see the class docstring for the floors)."""
+        d = self._derive(facts)
+        outcome, rule_id, reason, basis = self._fire(facts, d)
+        floors: list[str] = []
+        predominance = d.ordinary_crime and bool(d.categories & self._a3)
+        if (
+            predominance
+            and outcome is not Outcome.HOLD
+            and (outcome is Outcome.DELIVER or basis in (Basis.ARTICLE_3, None))
+        ):
+            floors.append(f"floor:{FLOOR_PREDOMINANCE}:{rule_id}:{outcome.value}")
+            outcome, rule_id, reason = Outcome.HOLD, FLOOR_PREDOMINANCE, "predominance"
+        if d.wanted and d.risk and outcome is Outcome.DELIVER:
+            floors.append(f"floor:{FLOOR_WANTED}:{rule_id}:{outcome.value}")
+            outcome, rule_id, reason = Outcome.HOLD, FLOOR_WANTED, "wanted_person_risk"
+        reasons = [reason, *floors]
+        reasons += [f"indicator:{h.category}:{h.indicator}" for h in d.hits]
+        if d.protected:
+            reasons.append("subject:protected")
+        also = tuple(
+            r.id for r in self.policy.rules if r.id != rule_id and self._matches(r.when, facts, d)
+        )
+        return Verdict(outcome, rule_id, tuple(dict.fromkeys(reasons)), d.hits, also)
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.policy.rules if r.id == rule_id), None)
