@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import transport
+from bench import crypto, transport
 from i24net.kafka import Broker, BrokerSettings, KafkaConnection
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,6 +49,9 @@ def main() -> int:
         "machine": machine(),
         "sections": {},
     }
+    print("crypto: PyNaCl primitives vs the project's seal / route / open ...", flush=True)
+    report["sections"]["crypto"] = crypto.run(3.0 if args.quick else 12.0)
+    print(crypto._table(report["sections"]["crypto"]))
     with tempfile.TemporaryDirectory(prefix="i24net-bench-") as tmp:
         print("starting a local Kafka broker ...", flush=True)
         broker = Broker(BrokerSettings(data_dir=Path(tmp), heap="1g"))
