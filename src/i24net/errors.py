@@ -8,7 +8,10 @@
     │   ├── PortInUseError            a port the broker needs is taken
     │   ├── StorageNotFormattedError  the KRaft log directory was never formatted
     │   ├── BrokerStartError          the JVM exited or never answered a metadata request
-    │   └── BrokerUnavailableError    the broker does not answer (retriable)
+    │   ├── BrokerUnavailableError    the broker does not answer (retriable)
+    │   ├── BrokerTlsError            the TLS handshake failed (untrusted CA, wrong host name)
+    │   ├── BrokerAuthenticationError the broker refused the credential (SASL/SCRAM)
+    │   └── BrokerAuthorizationError  the principal lacks an ACL for the operation
     ├── CodecError                    Avro single-object encoding and schemas
     │   ├── UnknownSchemaError        fingerprint not in the schema store
     │   ├── SchemaMismatchError       a record does not match its schema (missing/extra field...)
@@ -22,7 +25,8 @@
     ├── KeyStoreError                 station key files (missing, bad mode, corrupt)
     ├── PolicyError                   the neutrality policy file is invalid
     └── ServiceError                  gateway/router runtime failures
-        └── OutboxFullError           the gateway's disk bound is reached (retriable: 503)
+        ├── OutboxFullError           the gateway's disk bound is reached (retriable: 503)
+        └── IntakeRefusedError        a submitted message is refused; ``code`` names why (4xx)
 """
 
 from __future__ import annotations
@@ -95,6 +99,18 @@ class BrokerUnavailableError(BrokerError):
     retriable = True
 
 
+class BrokerTlsError(BrokerError):
+    """The TLS handshake with the broker failed (certificate, CA or host name)."""
+
+
+class BrokerAuthenticationError(BrokerError):
+    """The broker refused the client's credential (wrong user or password)."""
+
+
+class BrokerAuthorizationError(BrokerError):
+    """The authenticated principal is not allowed the operation (no ACL)."""
+
+
 class CodecError(I24Error):
     """Avro encoding or decoding failed."""
 
@@ -156,3 +172,18 @@ class OutboxFullError(ServiceError):
     """The gateway outbox reached its disk bound."""
 
     retriable = True
+
+
+class IntakeRefusedError(ServiceError):
+    """A message submitted at a gateway is refused before it is accepted.
+
+    ``code`` is a bounded machine-readable reason (``unknown_kind``,
+    ``schema_mismatch``, ``unknown_recipient``, ``oversized``, ``expired``,
+    ``bad_handling_code``...), ``http_status`` the API's answer (4xx).
+    """
+
+    def __init__(self, code: str, detail: str, *, http_status: int = 422) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+        self.http_status = http_status

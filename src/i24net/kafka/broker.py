@@ -36,6 +36,7 @@ from i24net.errors import (
     PortInUseError,
     StorageNotFormattedError,
 )
+from i24net.kafka.admin import KafkaConnection
 from i24net.kafka.dist import LOG4J_CONFIG, KafkaDistribution, find_java
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,16 @@ class BrokerSettings:
     stop_timeout_s: float = 30.0
     #: Extra or overriding server.properties entries (listeners for TLS, ...).
     properties: Mapping[str, str] = field(default_factory=dict)
+    #: SCRAM-SHA-512 users created when storage is formatted (name -> password):
+    #: the bootstrap admin of a secured broker must exist before the first start.
+    scram_users: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: Format with this cluster id (every node of a cluster shares one); None: a new one.
+    cluster_id: str | None = None
+    #: Format with ``--standalone`` (a single-voter dynamic quorum). False for a
+    #: static quorum, where ``controller.quorum.voters`` is in ``properties``.
+    standalone: bool = True
+    #: How the readiness probe connects (TLS/SASL for a secured broker); None: PLAINTEXT.
+    probe_connection: KafkaConnection | None = None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -112,11 +123,18 @@ def run_sync(coro: Any) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
-async def probe_metadata(bootstrap: str, timeout_s: float = 5.0) -> list[int]:
-    """Ask the broker for cluster metadata; return the live broker node ids."""
+async def probe_metadata(
+    bootstrap: str, timeout_s: float = 5.0, conn: KafkaConnection | None = None
+) -> list[int]:
+    """Ask the broker for cluster metadata; return the live broker node ids.
+
+    ``conn`` gives TLS/SASL settings (its bootstrap is replaced by ``bootstrap``).
+    """
     from aiokafka import AIOKafkaClient
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    kwargs: dict[str, Any] = conn.client_kwargs() if conn is not None else {}
+    kwargs["bootstrap_servers"] = bootstrap
+    client = AIOKafkaClient(**kwargs, request_timeout_ms=int(timeout_s * 1000))
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s)
         metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
@@ -137,6 +155,7 @@ class Broker:
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
         self.started_in_s: float | None = None
+        self._t0 = time.monotonic()
 
     # -- paths -----------------------------------------------------------
     @property
@@ -202,17 +221,23 @@ class Broker:
         return (self.storage_dir / "meta.properties").exists()
 
     def format_storage(self) -> str:
-        """Format the KRaft log directory with a new cluster id; return the id."""
+        """Format the KRaft log directory (``settings.cluster_id`` or a new id); return the id."""
         cluster_id = (
-            subprocess.run(
-                self._java("kafka.tools.StorageTool", "random-uuid"),
-                capture_output=True,
-                text=True,
-                check=True,
+            self.settings.cluster_id
+            or (
+                subprocess.run(
+                    self._java("kafka.tools.StorageTool", "random-uuid"),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
             )
-            .stdout.strip()
-            .splitlines()[-1]
         )
+        extra: list[str] = ["--standalone"] if self.settings.standalone else []
+        for name, password in self.settings.scram_users.items():
+            extra += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
         proc = subprocess.run(
             self._java(
                 "kafka.tools.StorageTool",
@@ -221,7 +246,7 @@ class Broker:
                 cluster_id,
                 "-c",
                 str(self.properties_path),
-                "--standalone",
+                *extra,
             ),
             capture_output=True,
             text=True,
@@ -234,8 +259,16 @@ class Broker:
         return cluster_id
 
     # -- lifecycle -------------------------------------------------------
-    def start(self, *, attached: bool = True, format_if_needed: bool = True) -> None:
-        """Start the broker and wait until it answers a metadata request."""
+    def start(
+        self, *, attached: bool = True, format_if_needed: bool = True, wait: bool = True
+    ) -> None:
+        """Start the broker and wait until it answers a metadata request.
+
+        ``wait=False`` returns once the JVM is launched (the nodes of a cluster
+        start together, as no node is ready before a quorum); call ``wait_ready()``.
+        Launch from a long-lived thread: an attached JVM gets SIGTERM when the
+        launching *thread* exits (``PR_SET_PDEATHSIG``).
+        """
         if self.is_running():
             return
         t0 = time.monotonic()
@@ -283,6 +316,13 @@ class Broker:
                 }
             )
         )
+        self._t0 = t0
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait until the launched broker answers a metadata request (stop it if not)."""
+        t0 = self._t0
         try:
             self._wait_ready(t0)
         except BaseException:
@@ -311,7 +351,11 @@ class Broker:
                 time.sleep(0.3)
                 continue
             try:
-                nodes = run_sync(probe_metadata(self.bootstrap, timeout_s=3.0))
+                nodes = run_sync(
+                    probe_metadata(
+                        self.bootstrap, timeout_s=3.0, conn=self.settings.probe_connection
+                    )
+                )
                 if self.settings.node_id in nodes:
                     return
             except Exception as exc:
