@@ -1,0 +1,305 @@
+"""The gateway daemon: every part under one TaskGroup.
+
+    async with Gateway(settings) as gw:      # API listening, drain and inbound running
+        ...
+    # or, for the CLI:  await Gateway(settings).run(stop_event)
+
+Stop (``stop()``, idempotent; SIGTERM in the CLI): the API refuses new
+submissions (503 ``stopping``) and long-polls return; the drain finishes
+its round in flight and the inbound stream its batch (store, then offset
+commit); after ``shutdown_grace_s`` whatever is still running is cancelled
+(nothing is lost: unsent envelopes stay in the outbox, uncommitted records
+are read again). Then the HTTP server closes. A restart resumes from the
+database and the committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from i24net import __version__
+from i24net.clock import Clock, system_clock
+from i24net.directory import Directory
+from i24net.errors import ConfigError, DirectoryError, IntakeRefusedError
+from i24net.gateway import outbox
+from i24net.gateway.api import Changed, create_app
+from i24net.gateway.db import Database
+from i24net.gateway.drain import Drainer
+from i24net.gateway.inbound import InboundStream
+from i24net.gateway.intake import Intake, Submission
+from i24net.gateway.metrics import GatewayMetrics
+from i24net.gateway.settings import Settings
+from i24net.keys import load_root_public, load_station
+from i24net.schemas import SchemaStore
+from i24net.service import HttpServer, build_info, health_router
+
+log = logging.getLogger(__name__)
+
+
+def load_directory(entries: Path, root_public: Path, store: SchemaStore) -> Directory:
+    """The verified directory from a folder of ``<STATION>.entry`` files."""
+    root = load_root_public(root_public)
+    files = sorted(entries.glob("*.entry")) if entries.is_dir() else []
+    if not files:
+        raise ConfigError(f"no <STATION>.entry directory files in {entries}")
+    return Directory.from_entries([f.read_bytes() for f in files], root, store)
+
+
+class Gateway:
+    """One station's gateway. Construct, then ``run(stop)`` or ``async with``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = system_clock,
+        registry: CollectorRegistry | None = None,
+        store: SchemaStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.store = store or SchemaStore.default()
+        self.metrics = GatewayMetrics.create(self.registry)
+        build_info(self.registry, __version__)
+        self.secrets = load_station(settings.keys.secret)
+        if self.secrets.station != settings.station:
+            raise ConfigError(
+                f"key file {settings.keys.secret} is for {self.secrets.station}, "
+                f"the settings name station {settings.station}"
+            )
+        self._directory = load_directory(
+            settings.directory.entries, settings.keys.root_public, self.store
+        )
+        if settings.station not in self._directory:
+            raise ConfigError(f"station {settings.station} is not in the directory")
+        self.metrics.directory_stations.set(len(self._directory))
+        self.conn = settings.kafka.connection(client_id=f"i24net-gw-{settings.station}")
+        self.db = Database(settings.db_path)
+        n, size, oldest = self.db.write_sync(outbox.pending_totals)
+        self.backlog = outbox.Backlog(n, size, oldest)
+        self.intake = Intake(
+            self.secrets,
+            self.directory,
+            clock=clock,
+            store=self.store,
+            router=settings.router,
+            default_lifetime_ms=settings.outbox.default_lifetime_s * 1000,
+        )
+        self.inbox_changed = Changed()
+        self.status_changed = Changed()
+        self.drainer = Drainer(
+            settings, self.db, self.conn, self.metrics, self.backlog, clock=clock
+        )
+        self.inbound = InboundStream(
+            settings,
+            self.db,
+            self.conn,
+            self.metrics,
+            self.secrets,
+            self.directory,
+            self.intake,
+            self.backlog,
+            clock=clock,
+            store=self.store,
+            on_stored=self._on_stored,
+            on_queued=self.drainer.wake.set,
+        )
+        self.app = create_app(self)
+        self.app.include_router(
+            health_router(
+                self.registry,
+                {
+                    "broker": self._ready_broker,
+                    "directory": lambda: None if len(self._directory) else "empty",
+                    "outbox": self._ready_outbox,
+                },
+            )
+        )
+        self.http = HttpServer(
+            self.app, settings.api.host, settings.api.port, graceful_s=settings.shutdown_grace_s
+        )
+        self.ready = asyncio.Event()
+        self.stopping = False
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # --- state used by the API ---------------------------------------------
+
+    def directory(self) -> Directory:
+        return self._directory
+
+    @property
+    def port(self) -> int:
+        return self.http.port
+
+    def _on_stored(self) -> None:
+        self.inbox_changed.notify()
+        self.status_changed.notify()
+
+    def _ready_broker(self) -> str | None:
+        if not self.inbound.connected:
+            return "inbound consumer not connected"
+        if self.backlog.messages and not self.drainer.connected:
+            return "producer cannot reach the broker"
+        return None
+
+    def _ready_outbox(self) -> str | None:
+        o = self.settings.outbox
+        if (
+            self.backlog.bytes >= o.max_pending_bytes
+            or self.backlog.messages >= o.max_pending_messages
+        ):
+            return "outbox full"
+        return None
+
+    async def submit(self, sub: Submission, idem_key: str | None) -> outbox.Accepted:
+        """Validate, seal and durably store one submission (the API's 202)."""
+        if self.stopping:
+            raise IntakeRefusedError("stopping", "the gateway is shutting down", http_status=503)
+        full = self._ready_outbox()
+        if full is not None:
+            raise IntakeRefusedError(
+                "outbox_full",
+                f"{self.backlog.messages} messages ({self.backlog.bytes} bytes) wait for the "
+                "broker; retry later",
+                http_status=503,
+            )
+        prepared = self.intake.prepare(sub)
+        now = self.clock()
+        digest = sub.digest()
+        acc = await self.db.write(
+            lambda c: outbox.insert(c, prepared, now, idem_key=idem_key, request_digest=digest)
+        )
+        h = prepared.header
+        if not acc.duplicate:
+            self.backlog.add(len(prepared.envelope), h.created_ms)
+            self.drainer.wake.set()
+            self.metrics.intake.labels(h.kind, h.precedence.value, "accepted").inc()
+        else:
+            self.metrics.intake.labels(h.kind, h.precedence.value, "duplicate").inc()
+        return acc
+
+    def payload_json(self, data: bytes) -> Any:
+        try:
+            _, record = self.store.decode_single(data)
+        except Exception:
+            return None
+        return _jsonable(record)
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` (or :meth:`stop`); bounded, graceful shutdown."""
+        if self._closed:
+            raise ConfigError("a Gateway runs once; make a new one to restart")
+        await self.inbound.seed_window()
+        log.info(
+            "gateway %s: %d messages waiting in the outbox, API on %s:%d",
+            self.settings.station,
+            self.backlog.messages,
+            self.settings.api.host,
+            self.settings.api.port,
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                http = tg.create_task(self.http.serve(ready=self.ready), name="gateway-http")
+                workers = [
+                    tg.create_task(self.drainer.run(self._stop), name="gateway-drain"),
+                    tg.create_task(self.inbound.run(self._stop), name="gateway-inbound"),
+                ]
+                gauges = tg.create_task(self._gauges(), name="gateway-gauges")
+                waits = [asyncio.ensure_future(self._stop.wait())]
+                if stop is not None:
+                    waits.append(asyncio.ensure_future(stop.wait()))
+                try:
+                    await asyncio.wait([*waits, http], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        w.cancel()
+                self.stop()
+                t0 = time.monotonic()
+                _, pending = await asyncio.wait(workers, timeout=self.settings.shutdown_grace_s)
+                for t in pending:
+                    log.warning("stop: %s did not finish in time, cancelled", t.get_name())
+                    t.cancel()
+                gauges.cancel()
+                self.http.stop()
+            log.info("gateway %s stopped in %.1fs", self.settings.station, time.monotonic() - t0)
+        finally:
+            self._close()
+
+    def stop(self) -> None:
+        """Begin a graceful stop (idempotent)."""
+        if self.stopping:
+            return
+        self.stopping = True
+        log.info("gateway %s: stopping (intake closed)", self.settings.station)
+        self._stop.set()
+        self.inbox_changed.notify()
+        self.status_changed.notify()
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.db.close()
+
+    async def _gauges(self) -> None:
+        m = self.metrics
+        while True:
+            m.outbox_messages.set(self.backlog.messages)
+            m.outbox_bytes.set(self.backlog.bytes)
+            oldest = self.backlog.oldest_ms
+            m.outbox_oldest_age.set(0 if oldest is None else max(0, self.clock() - oldest) / 1000)
+            with contextlib.suppress(Exception):
+                from i24net.gateway import inbox
+
+                m.inbox_unacked.set((await self.db.read(inbox.counts))["unacked"])
+            if self.backlog.messages == 0:
+                self.backlog.oldest_ms = None
+            elif self.backlog.oldest_ms is None or oldest is not None:
+                _, _, self.backlog.oldest_ms = await self.db.read(outbox.pending_totals)
+            await asyncio.sleep(2.0)
+
+    async def __aenter__(self) -> Gateway:
+        self._task = asyncio.create_task(self.run(), name=f"gateway-{self.settings.station}")
+        ready = asyncio.ensure_future(self.ready.wait())
+        await asyncio.wait([ready, self._task], return_when=asyncio.FIRST_COMPLETED)
+        if not self.ready.is_set():
+            ready.cancel()
+            await self._task  # raises what stopped it
+            raise ConfigError("gateway stopped before its API was ready")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        if self._task is not None:
+            await self._task
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return base64.b64encode(v).decode()
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+__all__ = ["DirectoryError", "Gateway", "load_directory"]

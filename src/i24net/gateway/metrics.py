@@ -1,0 +1,138 @@
+"""Gateway metric **definitions**; recording happens where the work is done.
+
+Everything is registered in the ``CollectorRegistry`` passed in (never the
+global one). Labels are bounded: kinds, precedences, reasons and outcomes
+are enums; no message ids, no free text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+@dataclass(frozen=True)
+class GatewayMetrics:
+    intake: Counter
+    intake_refusals: Counter
+    intake_seconds: Histogram
+    sent: Counter
+    produce_errors: Counter
+    outbox_messages: Gauge
+    outbox_bytes: Gauge
+    outbox_oldest_age: Gauge
+    inbound: Counter
+    verification_failures: Counter
+    status_notices: Counter
+    receipts_received: Counter
+    stage_seconds: Histogram
+    broker_up: Gauge
+    directory_stations: Gauge
+    consumer_lag: Gauge
+    inbox_unacked: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> GatewayMetrics:
+        r = registry
+        return cls(
+            intake=Counter(
+                "i24net_gateway_intake",
+                "Messages submitted by integrators, by kind, precedence and outcome "
+                "(accepted, duplicate, refused)",
+                ["kind", "precedence", "outcome"],
+                registry=r,
+            ),
+            intake_refusals=Counter(
+                "i24net_gateway_intake_refusals",
+                "Submissions refused at the API, by reason",
+                ["reason"],
+                registry=r,
+            ),
+            intake_seconds=Histogram(
+                "i24net_gateway_intake_seconds",
+                "Time to validate, seal and durably store one submission",
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            ),
+            sent=Counter(
+                "i24net_gateway_messages_sent",
+                "Envelopes acknowledged by Kafka on the station's out topic",
+                ["kind", "precedence"],
+                registry=r,
+            ),
+            produce_errors=Counter(
+                "i24net_gateway_produce_errors",
+                "Failed produce rounds (the batch is retried)",
+                registry=r,
+            ),
+            outbox_messages=Gauge(
+                "i24net_gateway_outbox_messages", "Envelopes waiting to be sent", registry=r
+            ),
+            outbox_bytes=Gauge(
+                "i24net_gateway_outbox_bytes",
+                "Bytes of envelopes waiting to be sent (the disk bound applies to this)",
+                registry=r,
+            ),
+            outbox_oldest_age=Gauge(
+                "i24net_gateway_outbox_oldest_age_seconds",
+                "Age of the oldest envelope waiting to be sent (0 when none)",
+                registry=r,
+            ),
+            inbound=Counter(
+                "i24net_gateway_inbound",
+                "Records read from the station's in topic, by kind and outcome "
+                "(stored, duplicate, rejected)",
+                ["kind", "outcome"],
+                registry=r,
+            ),
+            verification_failures=Counter(
+                "i24net_gateway_verification_failures",
+                "Inbound envelopes refused, by reason (kept in the rejected table)",
+                ["reason"],
+                registry=r,
+            ),
+            status_notices=Counter(
+                "i24net_gateway_status_notices",
+                "Status notices received from the router, by status",
+                ["status"],
+                registry=r,
+            ),
+            receipts_received=Counter(
+                "i24net_gateway_receipts_received",
+                "Delivery receipts received for messages this station sent, by outcome",
+                ["outcome"],
+                registry=r,
+            ),
+            stage_seconds=Histogram(
+                "i24net_gateway_stage_seconds",
+                "Latency of each stage: intake_to_sent (this gateway), routed_to_stored and "
+                "end_to_end (created at the sender to stored here)",
+                ["stage"],
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            ),
+            broker_up=Gauge(
+                "i24net_gateway_broker_up",
+                "1 when the producer's last round succeeded, 0 while it retries",
+                registry=r,
+            ),
+            directory_stations=Gauge(
+                "i24net_gateway_directory_stations",
+                "Stations in the loaded, verified directory",
+                registry=r,
+            ),
+            consumer_lag=Gauge(
+                "i24net_gateway_consumer_lag",
+                "Records in the in topic not yet processed, per partition",
+                ["topic", "partition"],
+                registry=r,
+            ),
+            inbox_unacked=Gauge(
+                "i24net_gateway_inbox_unacked",
+                "Stored inbound messages not yet acknowledged by the integrator",
+                registry=r,
+            ),
+        )

@@ -1,0 +1,300 @@
+"""The durable outbox and the status of every message this station sent.
+
+Rows are written by the intake (integrator messages) and by the inbound
+stream (delivery receipts, in the same transaction as the stored message).
+``envelope`` holds the sealed bytes until Kafka acknowledged them, then is
+cleared (``status`` SENT): pending bytes are what the disk bound counts.
+
+Status lifecycle of a message (``status``, never moves backwards):
+ACCEPTED -> SENT -> ROUTED -> [HELD_FOR_REVIEW -> APPROVED] -> DELIVERED -> RECEIPTED,
+or a terminal REFUSED / REJECTED / EXPIRED with ``reason``. Per-station
+delivery and receipt times are kept in ``outbox_stations``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from i24net.gateway.intake import Prepared, recipients_list
+
+STATUS_ORDER = {
+    "ACCEPTED": 0,
+    "SENT": 1,
+    "ROUTED": 2,
+    "HELD_FOR_REVIEW": 3,
+    "APPROVED": 4,
+    "DELIVERED": 5,
+    "RECEIPTED": 6,
+    "REFUSED": 9,
+    "REJECTED": 9,
+    "EXPIRED": 9,
+}
+"""Ranks: a status only replaces a lower one (terminal ones win)."""
+
+NOTICE_STATUS = {
+    "ACCEPTED": "ROUTED",
+    "DELIVERED": "DELIVERED",
+    "HELD_FOR_REVIEW": "HELD_FOR_REVIEW",
+    "APPROVED": "APPROVED",
+    "REJECTED": "REJECTED",
+    "REFUSED": "REFUSED",
+    "EXPIRED": "EXPIRED",
+}
+"""``net.i24.MessageStatus`` of a router StatusNotice -> the gateway status it sets."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message_id: str
+    duplicate: bool = False
+    conflict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    message_id: str
+    envelope: bytes
+    kind: str
+    precedence: str
+    created_ms: int
+    internal: bool
+
+
+def insert(
+    conn: sqlite3.Connection,
+    p: Prepared,
+    now: int,
+    *,
+    idem_key: str | None = None,
+    request_digest: bytes | None = None,
+    internal: bool = False,
+) -> Accepted:
+    """Queue a sealed envelope. With ``idem_key``, a repeat returns the first message id."""
+    if idem_key is not None:
+        row = conn.execute(
+            "SELECT id, request_digest FROM outbox WHERE idem_key = ?", (idem_key,)
+        ).fetchone()
+        if row is not None:
+            return Accepted(row[0], duplicate=True, conflict=row[1] != request_digest)
+    h = p.header
+    conn.execute(
+        "INSERT INTO outbox (id, idem_key, request_digest, rank, kind, precedence, recipients,"
+        " internal, created_ms, expires_ms, envelope, size, status, updated_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ACCEPTED', ?)",
+        (
+            h.message_id,
+            idem_key,
+            request_digest,
+            p.rank,
+            h.kind,
+            h.precedence.value,
+            json.dumps(recipients_list(h.recipients)),
+            int(internal),
+            h.created_ms,
+            h.expires_ms,
+            p.envelope,
+            len(p.envelope),
+            now,
+        ),
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO outbox_stations (message_id, station) VALUES (?, ?)",
+        [(h.message_id, s) for s in p.recipients],
+    )
+    _event(conn, h.message_id, now, "ACCEPTED")
+    return Accepted(h.message_id)
+
+
+def _event(
+    conn: sqlite3.Connection,
+    message_id: str,
+    now: int,
+    status: str,
+    stations: list[str] | None = None,
+    reason: str | None = None,
+    explanation: str | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO events (message_id, at_ms, status, stations, reason, explanation)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (message_id, now, status, json.dumps(stations or []), reason, explanation),
+    )
+
+
+def pending_totals(conn: sqlite3.Connection) -> tuple[int, int, int | None]:
+    """(messages, bytes, oldest created_ms) waiting to be sent."""
+    n, size, oldest = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created_ms) FROM outbox"
+        " WHERE envelope IS NOT NULL"
+    ).fetchone()
+    return int(n), int(size), oldest
+
+
+def next_batch(conn: sqlite3.Connection, limit: int) -> list[Pending]:
+    """The next envelopes to send: highest precedence first, then in order of intake."""
+    rows = conn.execute(
+        "SELECT id, envelope, kind, precedence, created_ms, internal FROM outbox"
+        " WHERE envelope IS NOT NULL ORDER BY rank, seq LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [Pending(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+
+
+def mark_sent(conn: sqlite3.Connection, ids: list[str], now: int) -> None:
+    conn.executemany(
+        "UPDATE outbox SET envelope = NULL, sent_ms = ?, updated_ms = ?,"
+        " status = CASE WHEN status = 'ACCEPTED' THEN 'SENT' ELSE status END WHERE id = ?",
+        [(now, now, i) for i in ids],
+    )
+    conn.executemany(
+        "INSERT INTO events (message_id, at_ms, status) VALUES (?, ?, 'SENT')",
+        [(i, now) for i in ids],
+    )
+
+
+def _advance(conn: sqlite3.Connection, message_id: str, status: str, now: int, **kw: Any) -> None:
+    row = conn.execute("SELECT status FROM outbox WHERE id = ?", (message_id,)).fetchone()
+    if row is None:
+        return
+    if STATUS_ORDER[status] >= STATUS_ORDER.get(row[0], 0) and STATUS_ORDER[row[0]] < 9:
+        conn.execute(
+            "UPDATE outbox SET status = ?, reason = COALESCE(?, reason),"
+            " explanation = COALESCE(?, explanation), updated_ms = ? WHERE id = ?",
+            (status, kw.get("reason"), kw.get("explanation"), now, message_id),
+        )
+
+
+def apply_notice(
+    conn: sqlite3.Connection,
+    message_id: str,
+    notice_status: str,
+    stations: list[str],
+    reason: str | None,
+    explanation: str | None,
+    at_ms: int,
+) -> bool:
+    """Apply a router StatusNotice; False when the message is not ours."""
+    if conn.execute("SELECT 1 FROM outbox WHERE id = ?", (message_id,)).fetchone() is None:
+        return False
+    status = NOTICE_STATUS.get(notice_status, notice_status)
+    if status not in STATUS_ORDER:
+        return False
+    _event(conn, message_id, at_ms, status, stations, reason, explanation)
+    if status == "DELIVERED":
+        conn.executemany(
+            "INSERT INTO outbox_stations (message_id, station, delivered_ms) VALUES (?, ?, ?)"
+            " ON CONFLICT (message_id, station) DO UPDATE SET"
+            " delivered_ms = COALESCE(delivered_ms, excluded.delivered_ms)",
+            [(message_id, s, at_ms) for s in stations],
+        )
+    _advance(conn, message_id, status, at_ms, reason=reason, explanation=explanation)
+    return True
+
+
+def apply_receipt(
+    conn: sqlite3.Connection, message_id: str, station: str, outcome: str, at_ms: int
+) -> bool:
+    """Record a recipient's DeliveryReceipt; the message is RECEIPTED once every
+    delivered (or addressed) station has receipted it."""
+    if conn.execute("SELECT 1 FROM outbox WHERE id = ?", (message_id,)).fetchone() is None:
+        return False
+    conn.execute(
+        "INSERT INTO outbox_stations (message_id, station, receipted_ms, outcome)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (message_id, station) DO UPDATE SET"
+        " receipted_ms = COALESCE(receipted_ms, excluded.receipted_ms),"
+        " outcome = excluded.outcome",
+        (message_id, station, at_ms, outcome),
+    )
+    _event(conn, message_id, at_ms, "RECEIPTED", [station], None, outcome)
+    waiting = conn.execute(
+        "SELECT COUNT(*) FROM outbox_stations WHERE message_id = ? AND receipted_ms IS NULL",
+        (message_id,),
+    ).fetchone()[0]
+    _advance(conn, message_id, "DELIVERED", at_ms)
+    if waiting == 0:
+        _advance(conn, message_id, "RECEIPTED", at_ms)
+    return True
+
+
+def status(conn: sqlite3.Connection, message_id: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT id, kind, precedence, recipients, status, reason, explanation, created_ms,"
+        " expires_ms, sent_ms, updated_ms FROM outbox WHERE id = ? AND internal = 0",
+        (message_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    stations = conn.execute(
+        "SELECT station, delivered_ms, receipted_ms, outcome FROM outbox_stations"
+        " WHERE message_id = ? ORDER BY station",
+        (message_id,),
+    ).fetchall()
+    events = conn.execute(
+        "SELECT at_ms, status, stations, reason, explanation FROM events"
+        " WHERE message_id = ? ORDER BY seq",
+        (message_id,),
+    ).fetchall()
+    return {
+        "message_id": row[0],
+        "kind": row[1],
+        "precedence": row[2],
+        "recipients": json.loads(row[3]),
+        "status": row[4],
+        "reason": row[5],
+        "explanation": row[6],
+        "created_ms": row[7],
+        "expires_ms": row[8],
+        "sent_ms": row[9],
+        "updated_ms": row[10],
+        "stations": [
+            {"station": s[0], "delivered_ms": s[1], "receipted_ms": s[2], "outcome": s[3]}
+            for s in stations
+        ],
+        "events": [
+            {
+                "at_ms": e[0],
+                "status": e[1],
+                "stations": json.loads(e[2]),
+                "reason": e[3],
+                "explanation": e[4],
+            }
+            for e in events
+        ],
+    }
+
+
+def status_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    return {
+        s: n
+        for s, n in conn.execute(
+            "SELECT status, COUNT(*) FROM outbox WHERE internal = 0 GROUP BY status"
+        )
+    }
+
+
+class Backlog:
+    """In-memory totals of what waits in the outbox (seeded from the database at start).
+
+    The intake checks the disk bound against it before storing; the drain
+    subtracts what Kafka acknowledged.
+    """
+
+    def __init__(self, messages: int, size: int, oldest_ms: int | None) -> None:
+        self.messages = messages
+        self.bytes = size
+        self.oldest_ms = oldest_ms
+
+    def add(self, size: int, created_ms: int) -> None:
+        self.messages += 1
+        self.bytes += size
+        if self.oldest_ms is None:
+            self.oldest_ms = created_ms
+
+    def remove(self, count: int, size: int) -> None:
+        self.messages = max(0, self.messages - count)
+        self.bytes = max(0, self.bytes - size)
+        if self.messages == 0:
+            self.oldest_ms = None

@@ -1,0 +1,162 @@
+"""The gateway's one validated settings object, read from a TOML file.
+
+``deploy/gateway/gateway.toml`` is the documented example. Paths are
+resolved relative to the file's folder. Nothing else in the gateway reads
+files or the environment for configuration: the daemon gets a ``Settings``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from i24net.errors import ConfigError
+from i24net.kafka import KafkaConnection
+from i24net.stations import GS
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeySettings(_Frozen):
+    secret: Path = Field(description="this station's <STATION>.secret.json (mode 0600)")
+    root_public: Path = Field(description="the pinned GS root public key (gs-root.public.json)")
+
+
+class DirectorySettings(_Frozen):
+    entries: Path = Field(description="folder of GS-signed <STATION>.entry files")
+    follow_topic: bool = Field(False, description="also apply updates from the directory topic")
+    topic: str = "i24.directory"
+
+
+class KafkaSettings(_Frozen):
+    bootstrap: str
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    username: str | None = None
+    password_file: Path | None = Field(None, description="file holding the SASL password")
+    ca_file: Path | None = None
+    topic_prefix: str = Field("i24", description="topics are <prefix>.out.<station> etc.")
+    request_timeout_ms: int = Field(10_000, ge=1000)
+
+    def connection(self, client_id: str) -> KafkaConnection:
+        password = None
+        if self.password_file is not None:
+            try:
+                password = self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read password_file {self.password_file}") from exc
+        return KafkaConnection(
+            bootstrap=self.bootstrap,
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            username=self.username,
+            password=password,
+            ca_file=self.ca_file,
+            client_id=client_id,
+        )
+
+
+class ApiSettings(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(8024, ge=0, le=65535)
+    max_request_bytes: int = Field(2 << 20, ge=1024, description="bigger requests get 413")
+    max_wait_s: float = Field(30.0, gt=0, le=300, description="longest long-poll wait")
+
+
+class OutboxSettings(_Frozen):
+    max_pending_bytes: int = Field(1 << 30, ge=1 << 16, description="disk bound; then 503")
+    max_pending_messages: int = Field(1_000_000, ge=1)
+    batch: int = Field(500, ge=1, le=10_000, description="envelopes per produce round")
+    default_lifetime_s: int = Field(86_400, ge=60, le=7 * 86_400)
+    retry_backoff_s: float = Field(1.0, gt=0, le=60)
+    progress_log_s: float = Field(10.0, gt=0)
+
+
+class InboundSettings(_Frozen):
+    batch: int = Field(500, ge=1, le=10_000)
+    keep_rejected_bytes: int = Field(1 << 20, ge=0, description="raw bytes kept per rejected")
+
+
+class Settings(_Frozen):
+    station: str = Field(min_length=1, max_length=64)
+    router: str = GS
+    data_dir: Path
+    shutdown_grace_s: float = Field(10.0, gt=0, le=300)
+    keys: KeySettings
+    directory: DirectorySettings
+    kafka: KafkaSettings
+    api: ApiSettings = ApiSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    inbound: InboundSettings = InboundSettings()
+
+    @field_validator("station", "router")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        if v != v.upper() or not v.replace("-", "").isalnum():
+            raise ValueError("a station code is upper case letters, digits and '-'")
+        return v
+
+    @property
+    def out_topic(self) -> str:
+        return f"{self.kafka.topic_prefix}.out.{self.station}"
+
+    @property
+    def in_topic(self) -> str:
+        return f"{self.kafka.topic_prefix}.in.{self.station}"
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.kafka.topic_prefix}.gw.{self.station}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "gateway.sqlite3"
+
+    def in_topic_of(self, station: str) -> str:
+        return f"{self.kafka.topic_prefix}.in.{station}"
+
+    def out_topic_of(self, station: str) -> str:
+        return f"{self.kafka.topic_prefix}.out.{station}"
+
+
+_PATHS = (
+    ("data_dir",),
+    ("keys", "secret"),
+    ("keys", "root_public"),
+    ("directory", "entries"),
+    ("kafka", "password_file"),
+    ("kafka", "ca_file"),
+)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate a gateway TOML file; relative paths are taken from its folder."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read gateway settings {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    base = path.resolve().parent
+    for keys in _PATHS:
+        node = raw
+        for k in keys[:-1]:
+            node = node.get(k, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            node[keys[-1]] = str(base / node[keys[-1]])
+    return parse_settings(raw, source=str(path))
+
+
+def parse_settings(raw: dict[str, object], *, source: str = "settings") -> Settings:
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from exc

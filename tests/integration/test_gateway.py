@@ -1,0 +1,287 @@
+"""Gateways against the real broker: round trip, bad input, forged envelopes, broker outage,
+kill -9 and restart. The router is played by a test helper (``FakeRouter``) that calls
+``Router.open`` + ``Router.deliver`` and produces to ``<prefix>.in.*``, as the real one will.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from i24net.client import AsyncGatewayClient
+from i24net.clock import system_clock
+from i24net.directory import Directory, StationRecord
+from i24net.envelope import (
+    Header,
+    Language,
+    Precedence,
+    Recipients,
+    Router,
+    Sender,
+    new_message_id,
+)
+from i24net.gateway import Gateway, Settings, parse_settings
+from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
+from i24net.keys import RootSecrets, StationSecrets, save_root, save_station
+from i24net.replay import ReplayWindow
+from i24net.schemas import SchemaStore
+from i24net.stations import station
+
+pytestmark = pytest.mark.kafka
+
+STORE = SchemaStore.default()
+STATIONS = ("FR", "GS", "JP", "BR")
+
+PM = {"subject_line": "stolen car", "text": "plate AB-123-CD", "attachments": []}
+
+
+@dataclass
+class World:
+    dir: Path
+    prefix: str
+    secrets: dict[str, StationSecrets]
+    directory: Directory
+
+    def settings(self, code: str, bootstrap: str, **over: Any) -> Settings:
+        raw: dict[str, Any] = {
+            "station": code,
+            "data_dir": str(self.dir / f"gw-{code}"),
+            "shutdown_grace_s": 5,
+            "keys": {
+                "secret": str(self.dir / "keys" / f"{code}.secret.json"),
+                "root_public": str(self.dir / "keys" / "gs-root.public.json"),
+            },
+            "directory": {"entries": str(self.dir / "entries")},
+            "kafka": {
+                "bootstrap": bootstrap,
+                "topic_prefix": self.prefix,
+                "request_timeout_ms": 5000,
+            },
+            "api": {"port": 0},
+            "outbox": {"retry_backoff_s": 0.5, "progress_log_s": 2},
+        }
+        for k, v in over.items():
+            if isinstance(v, dict):
+                raw.setdefault(k, {}).update(v)
+            else:
+                raw[k] = v
+        return parse_settings(raw)
+
+    def toml(self, code: str, bootstrap: str, port: int) -> Path:
+        p = self.dir / f"{code}.toml"
+        p.write_text(
+            f'station = "{code}"\ndata_dir = "gw-{code}"\nshutdown_grace_s = 5\n'
+            f'[keys]\nsecret = "keys/{code}.secret.json"\nroot_public = "keys/gs-root.public.json"\n'
+            f'[directory]\nentries = "entries"\n'
+            f'[kafka]\nbootstrap = "{bootstrap}"\ntopic_prefix = "{self.prefix}"\n'
+            f"request_timeout_ms = 5000\n[api]\nport = {port}\n"
+            f"[outbox]\nretry_backoff_s = 0.5\n",
+            encoding="utf-8",
+        )
+        return p
+
+
+def make_world(tmp: Path, prefix: str) -> World:
+    now = system_clock() - 60_000
+    keys = tmp / "keys"
+    root = RootSecrets.generate(now_ms=now)
+    save_root(root, keys)
+    secrets = {c: StationSecrets.generate(c, now_ms=now) for c in STATIONS}
+    for s in secrets.values():
+        save_station(s, keys)
+    records = [
+        StationRecord.for_station(station(c), [s.public()], valid_from_ms=now, issued_ms=now)
+        for c, s in secrets.items()
+    ]
+    d = Directory(records)
+    entries = d.sign(root, STORE)
+    (tmp / "entries").mkdir()
+    for code, e in entries.items():
+        (tmp / "entries" / f"{code}.entry").write_bytes(e)
+    return World(tmp, prefix, secrets, d)
+
+
+async def make_topics(conn: KafkaConnection, prefix: str) -> None:
+    specs = [TopicSpec(f"{prefix}.{d}.{c}") for d in ("out", "in") for c in STATIONS]
+    await ensure_topics(conn, specs)
+
+
+class FakeRouter:
+    """Plays the GS router: open each sender envelope, deliver it, tell the sender."""
+
+    def __init__(self, w: World, conn: KafkaConnection, senders: tuple[str, ...]) -> None:
+        self.w = w
+        self.conn = conn
+        self.senders = senders
+        self.router = Router(
+            w.secrets["GS"], w.directory, ReplayWindow(clock=system_clock), store=STORE
+        )
+        gs_key = w.directory.current_encryption_key("GS", system_clock())
+        self.gs_sender = Sender(w.secrets["GS"], gs_key, store=STORE)
+        self.routed = 0
+        self.refused: list[str] = []
+        self.notices = True
+
+    def notice(self, to: str, message_id: str, status: str, stations: list[str]) -> bytes:
+        now = system_clock()
+        payload = STORE.encode_single(
+            "net.i24.StatusNotice",
+            {
+                "message_id": message_id,
+                "status": status,
+                "stations": stations,
+                "reason": None,
+                "explanation": None,
+                "at_ms": now,
+            },
+        )
+        h = Header(
+            message_id=new_message_id(now),
+            sender="GS",
+            sender_key_id=self.w.secrets["GS"].signing_key_id,
+            recipients=Recipients.to(to),
+            kind="STATUS_NOTICE",
+            precedence=Precedence.IMMEDIATE,
+            created_ms=now,
+            expires_ms=now + 3_600_000,
+            language=Language.EN,
+            payload_fingerprint=STORE.fingerprint("net.i24.StatusNotice"),
+        )
+        inbound = self.router.open(self.gs_sender.seal(h, payload))
+        return self.router.deliver(inbound, [to])[to]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        p = self.w.prefix
+        consumer = AIOKafkaConsumer(
+            *[f"{p}.out.{c}" for c in self.senders],
+            **self.conn.client_kwargs(),
+            group_id=f"{p}.router",
+            auto_offset_reset="earliest",
+            enable_auto_commit=True,
+            isolation_level="read_committed",
+        )
+        producer = AIOKafkaProducer(
+            **self.conn.client_kwargs(), enable_idempotence=True, max_request_size=2 << 20
+        )
+        await consumer.start()
+        await producer.start()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200)
+                futs = []
+                for recs in batch.values():
+                    for rec in recs:
+                        try:
+                            inbound = self.router.open(rec.value)
+                        except Exception as exc:  # replays after a gateway crash: skip
+                            self.refused.append(getattr(exc, "reason", repr(exc)))
+                            continue
+                        h = inbound.header
+                        to = list(h.recipients.stations)
+                        out = self.router.deliver(inbound, to)
+                        for code, env in out.items():
+                            futs.append(
+                                await producer.send(
+                                    f"{p}.in.{code}", env, key=h.message_id.encode()
+                                )
+                            )
+                        if self.notices and h.kind not in ("DELIVERY_RECEIPT", "STATUS_NOTICE"):
+                            for status, st in (("ACCEPTED", []), ("DELIVERED", to)):
+                                futs.append(
+                                    await producer.send(
+                                        f"{p}.in.{h.sender}",
+                                        self.notice(h.sender, h.message_id, status, st),
+                                    )
+                                )
+                        self.routed += 1
+                for f in futs:
+                    await f
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def running(coro_fn: Callable[[asyncio.Event], Any]) -> Any:
+    stop = asyncio.Event()
+    task = asyncio.create_task(coro_fn(stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def wait_until(pred: Callable[[], Any], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if asyncio.iscoroutine(v):
+            v = await v
+        if v:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+def world(tmp_path: Path, unique_name: Callable[[str], str]) -> World:
+    return make_world(tmp_path, unique_name("t"))
+
+
+async def test_two_gateways_round_trip(world: World, kafka_conn: KafkaConnection) -> None:
+    await make_topics(kafka_conn, world.prefix)
+    boot = kafka_conn.bootstrap
+    router = FakeRouter(world, kafka_conn, ("FR", "JP"))
+    async with (
+        Gateway(world.settings("FR", boot)) as fr,
+        Gateway(world.settings("JP", boot)) as jp,
+        running(router.run),
+        AsyncGatewayClient(f"http://127.0.0.1:{fr.port}") as cfr,
+        AsyncGatewayClient(f"http://127.0.0.1:{jp.port}") as cjp,
+    ):
+        mid = await cfr.send("POLICE_MESSAGE", to=["JP"], payload=PM, precedence="FLASH")
+        assert (await cfr.status(mid))["status"] in ("ACCEPTED", "SENT")
+        got = await cjp.inbox(wait=20)
+        assert [m["message_id"] for m in got["messages"]] == [mid]
+        m = await cjp.fetch(mid)
+        assert m["payload"]["subject_line"] == "stolen car"
+        assert m["sender"] == "FR" and m["decision"] == "SCREEN_PASSED"
+        assert await cjp.ack([mid]) == 1
+        assert (await cjp.inbox(unacked=True))["messages"] == []
+
+        async def receipted() -> bool:
+            return bool((await cfr.status(mid, wait=2))["status"] == "RECEIPTED")
+
+        await wait_until(receipted, 30, "receipt at FR")
+        st = await cfr.status(mid)
+        seen = [e["status"] for e in st["events"]]
+        for s in ("ACCEPTED", "SENT", "ROUTED", "DELIVERED", "RECEIPTED"):
+            assert s in seen, (s, seen)
+        assert st["stations"][0]["station"] == "JP"
+        assert st["stations"][0]["delivered_ms"] and st["stations"][0]["receipted_ms"]
+        # idempotency key: same request, same id; another body, 409
+        a = await cfr.send("POLICE_MESSAGE", to=["JP"], payload=PM, idempotency_key="k1")
+        b = await cfr.send("POLICE_MESSAGE", to=["JP"], payload=PM, idempotency_key="k1")
+        assert a == b
+        with pytest.raises(Exception) as ei:
+            await cfr.send("POLICE_MESSAGE", to=["BR"], payload=PM, idempotency_key="k1")
+        assert getattr(ei.value, "code", None) == "idempotency_conflict"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{fr.port}") as h:
+            assert (await h.get("/openapi.json")).json()["paths"]["/v1/messages"]
+            assert (await h.get("/docs")).status_code == 200
+            assert (await h.get("/readyz")).status_code == 200
+            metrics = (await h.get("/metrics")).text
+            assert "i24net_gateway_messages_sent_total" in metrics
+            assert "i24net_build_info" in metrics
