@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from i24net.errors import BrokerError, ConfigError
+from i24net.errors import ConfigError
 from i24net.kafka.acls import (
     CLUSTER_RESOURCE,
     AclBinding,
@@ -53,6 +53,7 @@ from i24net.kafka.acls import (
     PatternType,
     ResourceType,
     SecurityAdmin,
+    raise_for_code,
 )
 from i24net.kafka.admin import KafkaConnection, TopicSpec
 from i24net.kafka.broker import Broker, BrokerSettings, free_port, run_sync
@@ -325,8 +326,8 @@ async def _converge_topics(
                 if code == 0:
                     report.topics_created.append(name)
                 elif code != 36:  # TOPIC_ALREADY_EXISTS: a concurrent run
-                    message = entry[2] if len(entry) > 2 else ""
-                    raise BrokerError(f"creating topic {name} failed: error {code} {message}")
+                    message = entry[2] if len(entry) > 2 else None
+                    raise_for_code(code, message, f"creating topic {name}")
         present = [s for s in specs if s.name in existing]
         if not present:
             return

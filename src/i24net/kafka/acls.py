@@ -349,18 +349,20 @@ def scram_salted_password(password: str, salt: bytes, iterations: int = SCRAM_IT
     return hashlib.pbkdf2_hmac("sha512", normalized, salt, iterations)
 
 
-def _check(code: int, message: str | None, what: str) -> None:
+def raise_for_code(code: int, message: str | None, what: str) -> None:
+    """Raise the i24net error for a Kafka error code (the aiokafka error is the cause)."""
     if code == 0:
         return
     from aiokafka import errors as kafka_errors
 
     error = kafka_errors.for_code(code)
+    cause = error(message) if message else error()
     text = f"{what}: {error.__name__} ({code}){': ' + message if message else ''}"
     if code in (29, 30, 31, 53):  # topic, group, cluster, transactional id authorization
         raise BrokerAuthorizationError(
             text + "; provisioning needs a super user (the `admin` credential)"
-        )
-    raise BrokerError(text)
+        ) from cause
+    raise BrokerError(text) from cause
 
 
 class SecurityAdmin:
@@ -401,7 +403,7 @@ class SecurityAdmin:
                 int(ResourceType.ANY), None, int(PatternType.ANY), None, None, 1, 1, {}
             )
         )
-        _check(resp.error_code, resp.error_message, "describing ACLs")
+        raise_for_code(resp.error_code, resp.error_message, "describing ACLs")
         out: set[AclBinding] = set()
         for rtype, rname, ptype, acls, _ in resp.resources:
             for principal, host, op, perm, _ in acls:
@@ -424,7 +426,7 @@ class SecurityAdmin:
             return
         resp = await self._send(CreateAclsRequest_v3([b.as_filter() for b in items], {}))
         for binding, (code, message, _) in zip(items, resp.results, strict=True):
-            _check(code, message, f"creating ACL {binding}")
+            raise_for_code(code, message, f"creating ACL {binding}")
 
     async def delete_acls(self, bindings: Iterable[AclBinding]) -> None:
         items = sorted(set(bindings))
@@ -432,16 +434,16 @@ class SecurityAdmin:
             return
         resp = await self._send(DeleteAclsRequest_v3([b.as_filter() for b in items], {}))
         for binding, (code, message, _, _) in zip(items, resp.filter_results, strict=True):
-            _check(code, message, f"deleting ACL {binding}")
+            raise_for_code(code, message, f"deleting ACL {binding}")
 
     # -- SCRAM ---------------------------------------------------------------
     async def scram_users(self) -> set[str]:
         """Users that have a SCRAM-SHA-512 credential."""
         resp = await self._send(DescribeUserScramCredentialsRequest_v0(None, {}))
-        _check(resp.error_code, resp.error_message, "describing SCRAM credentials")
+        raise_for_code(resp.error_code, resp.error_message, "describing SCRAM credentials")
         users: set[str] = set()
         for user, code, message, infos, _ in resp.results:
-            _check(code, message, f"describing SCRAM credentials of {user}")
+            raise_for_code(code, message, f"describing SCRAM credentials of {user}")
             if any(mech == SCRAM_SHA_512 for mech, _, _ in infos):
                 users.add(user)
         return users
@@ -459,7 +461,7 @@ class SecurityAdmin:
             upserts.append((name, SCRAM_SHA_512, iterations, salt, salted, {}))
         resp = await self._send(AlterUserScramCredentialsRequest_v0([], upserts, {}))
         for user, code, message, _ in resp.results:
-            _check(code, message, f"setting the SCRAM credential of {user}")
+            raise_for_code(code, message, f"setting the SCRAM credential of {user}")
 
     async def delete_scram(self, users: Iterable[str]) -> None:
         names = sorted(set(users))
@@ -469,4 +471,4 @@ class SecurityAdmin:
             AlterUserScramCredentialsRequest_v0([(n, SCRAM_SHA_512, {}) for n in names], [], {})
         )
         for user, code, message, _ in resp.results:
-            _check(code, message, f"deleting the SCRAM credential of {user}")
+            raise_for_code(code, message, f"deleting the SCRAM credential of {user}")
