@@ -32,7 +32,17 @@ CORE_GATEWAY_SERIES: tuple[str, ...] = (
 )
 """Series every running gateway exposes once it has carried traffic."""
 
-CORE_ROUTER_SERIES: tuple[str, ...] = ("i24net_build_info",)
+CORE_ROUTER_SERIES: tuple[str, ...] = (
+    "i24net_build_info",
+    "i24net_router_messages_total",
+    "i24net_router_deliveries_total",
+    "i24net_router_policy_decisions_total",
+    "i24net_router_transactions_total",
+    "i24net_router_sent_to_routed_seconds_bucket",
+    "i24net_router_audit_chain_length",
+    "i24net_router_directory_stations",
+    "i24net_router_consumer_lag_records",
+)
 """Series every running router exposes once it has routed traffic."""
 
 PROPOSED_SERIES: Mapping[str, str] = {
