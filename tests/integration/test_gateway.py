@@ -6,6 +6,7 @@ kill -9 and restart. The router is played by a test helper (``FakeRouter``) that
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from collections.abc import Callable
@@ -79,7 +80,8 @@ class World:
         p = self.dir / f"{code}.toml"
         p.write_text(
             f'station = "{code}"\ndata_dir = "gw-{code}"\nshutdown_grace_s = 5\n'
-            f'[keys]\nsecret = "keys/{code}.secret.json"\nroot_public = "keys/gs-root.public.json"\n'
+            f'[keys]\nsecret = "keys/{code}.secret.json"\n'
+            f'root_public = "keys/gs-root.public.json"\n'
             f'[directory]\nentries = "entries"\n'
             f'[kafka]\nbootstrap = "{bootstrap}"\ntopic_prefix = "{self.prefix}"\n'
             f"request_timeout_ms = 5000\n[api]\nport = {port}\n"
@@ -222,8 +224,8 @@ async def running(coro_fn: Callable[[asyncio.Event], Any]) -> Any:
         await asyncio.wait_for(task, 30)
 
 
-async def wait_until(pred: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(pred: Callable[[], Any], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
     while True:
         v = pred()
         if asyncio.iscoroutine(v):
@@ -285,3 +287,110 @@ async def test_two_gateways_round_trip(world: World, kafka_conn: KafkaConnection
             metrics = (await h.get("/metrics")).text
             assert "i24net_gateway_messages_sent_total" in metrics
             assert "i24net_build_info" in metrics
+
+
+def delivery(w: World, router: Router, to: str = "JP", text: str = "x") -> tuple[str, bytes]:
+    """A genuine FR -> ``to`` delivery envelope, as the router would produce it."""
+    now = system_clock()
+    h = Header(
+        message_id=new_message_id(now), sender="FR",
+        sender_key_id=w.secrets["FR"].signing_key_id, recipients=Recipients.to(to),
+        kind="POLICE_MESSAGE", precedence=Precedence.ROUTINE, created_ms=now,
+        expires_ms=now + 3_600_000, language=Language.EN,
+        payload_fingerprint=STORE.fingerprint("net.i24.PoliceMessage"),
+    )
+    payload = STORE.encode_single("net.i24.PoliceMessage", {**PM, "text": text,
+                                                              "in_reply_to": None,
+                                                              "case_reference": None})
+    gs_key = w.directory.current_encryption_key("GS", now)
+    env = Sender(w.secrets["FR"], gs_key, store=STORE).seal(h, payload)
+    return h.message_id, router.deliver(router.open(env), [to])[to]
+
+
+async def test_bad_input_and_forged_envelopes(world: World, kafka_conn: KafkaConnection) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    await make_topics(kafka_conn, world.prefix)
+    s = world.settings("JP", kafka_conn.bootstrap, api={"max_request_bytes": 64 << 10})
+    async with Gateway(s) as jp, httpx.AsyncClient(base_url=f"http://127.0.0.1:{jp.port}") as h:
+        async def refused(body: dict[str, Any]) -> tuple[int, str]:
+            r = await h.post("/v1/messages", json=body)
+            return r.status_code, r.json().get("error", r.text)
+
+        ok = {"kind": "POLICE_MESSAGE", "to": ["FR"], "payload": PM}
+        assert (await h.post("/v1/messages", json=ok)).status_code == 202
+        assert await refused({**ok, "kind": "NOPE"}) == (422, "unknown_kind")
+        assert await refused({**ok, "kind": "STATUS_NOTICE"}) == (422, "unknown_kind")
+        assert await refused({**ok, "payload": {"text": "no subject"}}) == (422, "schema_mismatch")
+        assert await refused({**ok, "payload_avro": base64.b64encode(b"xx").decode(),
+                              "payload": None}) == (422, "schema_mismatch")
+        assert await refused({**ok, "to": ["XK"]}) == (422, "unknown_recipient")
+        assert await refused({**ok, "to": []}) == (422, "unknown_recipient")
+        assert await refused({**ok, "expires_ms": system_clock() - 1000}) == (422, "expired")
+        assert await refused({**ok, "handling": [{"code": "NOPE"}]}) == (422, "bad_handling_code")
+        assert await refused({**ok, "handling": [{"code": "OTHER"}]}) == (422, "bad_handling_code")
+        assert await refused({**ok, "precedence": "URGENT"}) == (422, "bad_precedence")
+        big = {**ok, "payload": {**PM, "text": "x" * (100 << 10)}}
+        assert await refused(big) == (413, "oversized")
+        # raw Avro: kind implied by the fingerprint
+        avro = STORE.encode_single("net.i24.PoliceMessage",
+                                   {**PM, "in_reply_to": None, "case_reference": None})
+        r = await h.post("/v1/messages/avro", params={"to": "FR", "precedence": "FLASH"},
+                         content=avro,
+                         headers={"content-type": "application/vnd.apache.avro.binary"})
+        assert r.status_code == 202, r.text
+        metrics = (await h.get("/metrics")).text
+        assert 'i24net_gateway_intake_refusals_total{reason="unknown_kind"} 2.0' in metrics
+
+        # forged and tampered envelopes straight into the in topic, between good ones
+        router = Router(world.secrets["GS"], world.directory, ReplayWindow(clock=system_clock),
+                        store=STORE)
+        good1, env1 = delivery(world, router, text="first")
+        good2, env2 = delivery(world, router, text="second")
+        _, for_br = delivery(world, router, to="BR")
+        tampered = bytearray(env1)
+        tampered[-100] ^= 1
+        _, raw_sender = "", Sender(world.secrets["FR"],
+                                   world.directory.current_encryption_key("GS", system_clock()),
+                                   store=STORE)
+        bad = [
+            (b"garbage", "bad_version"),
+            (bytes(tampered), None),
+            (for_br, "wrong_recipient"),
+        ]
+        producer = AIOKafkaProducer(**kafka_conn.client_kwargs(), max_request_size=2 << 20)
+        await producer.start()
+        try:
+            topic = s.in_topic
+            await producer.send_and_wait(topic, env1)
+            for data, _ in bad:
+                await producer.send_and_wait(topic, data)
+            await producer.send_and_wait(topic, env1)  # replay at another offset
+            await producer.send_and_wait(topic, env2)
+        finally:
+            await producer.stop()
+
+        async def both() -> bool:
+            got = (await h.get("/v1/inbox", params={"wait": 2})).json()["messages"]
+            return len(got) == 2
+
+        await wait_until(both, 30, "the two genuine messages")
+
+        async def rejected() -> list[str]:
+            return [r["reason"] for r in (await h.get("/v1/rejected")).json()["rejected"]]
+
+        await wait_until(lambda: _len_at_least(rejected(), 4), 30, "four rejections")
+        reasons = await rejected()
+        assert reasons[0] == "bad_version"
+        assert reasons[1] in ("bad_signature", "decrypt_failed", "malformed", "bad_attestation")
+        assert reasons[2] == "wrong_recipient"
+        assert reasons[3] == "replayed"
+        ids = [m["message_id"] for m in (await h.get("/v1/inbox")).json()["messages"]]
+        assert ids == [good1, good2]
+        metrics = (await h.get("/metrics")).text
+        assert 'i24net_gateway_verification_failures_total{reason="replayed"} 1.0' in metrics
+        assert 'i24net_gateway_verification_failures_total{reason="bad_version"} 1.0' in metrics
+
+
+async def _len_at_least(coro: Any, n: int) -> bool:
+    return len(await coro) >= n

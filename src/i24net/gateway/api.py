@@ -155,6 +155,8 @@ def create_app(gw: Gateway) -> FastAPI:
         "See docs/gateway.md.",
     )
 
+    app.add_middleware(BodyLimit, limit=s.api.max_request_bytes)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         code = _validation_code(exc)
