@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from i24net.directory._directory import Directory
+from i24net.errors import DirectoryError
 from i24net.keys import RootPublic
 from i24net.schemas import SchemaStore
 
@@ -38,7 +39,13 @@ async def read_all(
     """
     from aiokafka import TopicPartition
 
-    parts = consumer.partitions_for_topic(topic) or set()
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        # An unsubscribed consumer holds no metadata for the topic yet: fetch it.
+        await consumer._client.add_topic(topic)
+        parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        raise DirectoryError(f"directory topic {topic} does not exist or has no partitions")
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)

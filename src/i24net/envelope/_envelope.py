@@ -13,6 +13,7 @@ from nacl.signing import VerifyKey
 
 from i24net.directory import Directory, PeerKey
 from i24net.envelope import _crypto as c
+from i24net.envelope import _wire as wire
 from i24net.envelope._header import Header
 from i24net.errors import (
     CodecError,
@@ -112,7 +113,7 @@ class Inbound:
     _content_key: bytes = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Parsed:
     header_bytes: bytes
     header: Header
@@ -125,46 +126,85 @@ class _Parsed:
 
 
 def _avro_bytes(b: bytes) -> bytes:
-    n = len(b) << 1  # zig-zag of a non-negative long
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out) + b
+    return wire.long_bytes(len(b)) + b
 
 
 class _Codec:
-    """Envelope framing over the shared SchemaStore."""
+    """Envelope framing: hand-written strict Avro (``_wire``), or the generic SchemaStore.
 
-    def __init__(self, store: SchemaStore | None, limits: Limits) -> None:
+    The hand-written path is used whenever the store's envelope, header and
+    attestation have the v1 field layout (``_wire.layout_matches``); both
+    paths accept and produce exactly the same bytes (tests/unit/test_envelope_wire.py).
+    """
+
+    def __init__(
+        self, store: SchemaStore | None, limits: Limits, *, fast: bool | None = None
+    ) -> None:
         self.store = store or SchemaStore.default()
         self.limits = limits
         self.env_prefix = MAGIC + self.store.fingerprint(ENVELOPE)
         self.hdr_prefix = MAGIC + self.store.fingerprint(HEADER)
+        self.fast = wire.layout_matches(self.store) if fast is None else fast
+        if self.fast:
+            self._hdr = wire.HeaderCodec(self.store)
+            self._att = wire.AttestationCodec(self.store, Decision)
 
     def encode_header(self, header: Header) -> bytes:
         problems = header.problems(self.limits.max_lifetime_ms)
         if problems:
             raise EnvelopeError(f"invalid header: {'; '.join(problems)}")
-        try:
-            hb = self.store.encode_single(HEADER, header.to_avro())
-        except CodecError as exc:
-            raise EnvelopeError(f"header does not match net.i24.Header: {exc}") from exc
-        if len(hb) > self.limits.max_header:
+        if self.fast:
+            try:
+                hb = self._hdr.encode(header)
+            except (wire.WireError, AttributeError, TypeError) as exc:
+                raise EnvelopeError(f"header does not match net.i24.Header: {exc}") from exc
+        else:
+            try:
+                hb = self.store.encode_single(HEADER, header.to_avro())
+            except CodecError as exc:
+                raise EnvelopeError(f"header does not match net.i24.Header: {exc}") from exc
+        if len(hb) > self.limits.max_header or len(hb) > self.store.max_size:
             raise OversizedError(f"header is {len(hb)} bytes, over {self.limits.max_header}")
         return hb
 
-    def body_prefix(self, hb: bytes, sig: bytes, nonce: bytes, ct: bytes) -> bytes:
-        return b"".join(
-            (
-                self.env_prefix,
-                _avro_bytes(hb),
-                _avro_bytes(sig),
-                _avro_bytes(nonce),
-                _avro_bytes(ct),
+    def encode_attestation(self, att: Attestation) -> bytes:
+        if not self.fast:
+            return self.store.encode(ATTESTATION, att.to_avro())
+        try:
+            return self._att.encode(
+                att.router,
+                att.router_key_id,
+                att.message_id,
+                att.message_digest,
+                att.decision,
+                att.recipients,
+                att.decided_ms,
+                att.review_id,
             )
+        except (wire.WireError, AttributeError, TypeError) as exc:
+            raise EnvelopeError(f"attestation does not match {ATTESTATION}: {exc}") from exc
+
+    def decode_attestation(self, ab: bytes) -> Attestation:
+        """Strict decode; raises VerificationError(MALFORMED)."""
+        try:
+            if self.fast:
+                if len(ab) > self.store.max_size:
+                    raise wire.WireError("attestation over the store's size bound")
+                return Attestation(*self._att.decode(ab))
+            return Attestation.from_avro(self.store.decode(ATTESTATION, ab))
+        except (CodecError, ValueError, KeyError) as exc:
+            raise VerificationError(Reason.MALFORMED, f"attestation: {exc}") from None
+
+    def body_parts(self, hb: bytes, sig: bytes, nonce: bytes, ct: bytes) -> tuple[bytes, ...]:
+        """The envelope up to the wrap, as parts to join (the ciphertext is not copied)."""
+        return (
+            self.env_prefix + _avro_bytes(hb) + _avro_bytes(sig) + _avro_bytes(nonce),
+            wire.long_bytes(len(ct)),
+            ct,
         )
+
+    def body_prefix(self, hb: bytes, sig: bytes, nonce: bytes, ct: bytes) -> bytes:
+        return b"".join(self.body_parts(hb, sig, nonce, ct))
 
     def wrap(self, wrapper: tuple[str, str], recipient: tuple[str, str], wrapped: bytes) -> bytes:
         """Avro binary of a ``net.i24.KeyWrap`` (five length-prefixed fields), written directly."""
@@ -184,38 +224,102 @@ class _Codec:
             raise VerificationError(Reason.OVERSIZED, f"{len(data)} bytes > {lim.max_envelope}")
         if bytes(data[:PREFIX_SIZE]) != self.env_prefix:
             raise VerificationError(Reason.BAD_VERSION, f"prefix {bytes(data[:10]).hex()}")
+        if not self.fast:
+            return self._parse_generic(data)
+        if len(data) > self.store.max_size:
+            raise VerificationError(Reason.OVERSIZED, f"{len(data)} bytes > {self.store.max_size}")
+        d = data if type(data) is bytes else bytes(data)
+        try:
+            hb, p = wire.read_bytes(d, PREFIX_SIZE)
+            sig, p = wire.read_bytes(d, p)
+            nonce, p = wire.read_bytes(d, p)
+            ct, p = wire.read_bytes(d, p)
+            wrapper, p = wire.read_str(d, p)
+            wrapper_key_id, p = wire.read_str(d, p)
+            recipient, p = wire.read_str(d, p)
+            recipient_key_id, p = wire.read_str(d, p)
+            wrapped, p = wire.read_bytes(d, p)
+            att, p = wire.read_optional_bytes(d, p)
+            att_sig, p = wire.read_optional_bytes(d, p)
+            wire.done(d, p)
+        except wire.WireError as exc:
+            raise VerificationError(Reason.MALFORMED, f"envelope: {exc}") from None
+        wrap = {
+            "wrapper": wrapper,
+            "wrapper_key_id": wrapper_key_id,
+            "recipient": recipient,
+            "recipient_key_id": recipient_key_id,
+            "wrapped": wrapped,
+        }
+        self._check_sizes(sig, nonce, ct, wrap, att, att_sig)
+        self._check_header_prefix(hb)
+        try:
+            header = self._hdr.decode(hb)
+        except (wire.WireError, ValueError) as exc:
+            raise VerificationError(Reason.MALFORMED, f"header: {exc}") from None
+        return self._finish(hb, header, sig, nonce, ct, wrap, att, att_sig)
+
+    def _check_sizes(
+        self,
+        sig: bytes,
+        nonce: bytes,
+        ct: bytes,
+        wrap: dict[str, Any],
+        att: bytes | None,
+        att_sig: bytes | None,
+    ) -> None:
+        if (
+            len(sig) != c.SIG_SIZE
+            or len(nonce) != c.NONCE_SIZE
+            or len(ct) < c.TAG_SIZE
+            or len(wrap["wrapped"]) != c.WRAPPED_SIZE
+            or (att is None) != (att_sig is None)
+            or (att_sig is not None and len(att_sig) != c.SIG_SIZE)
+        ):
+            raise VerificationError(Reason.MALFORMED, "a field has the wrong size")
+
+    def _check_header_prefix(self, hb: bytes) -> None:
+        if len(hb) > self.limits.max_header:
+            raise VerificationError(Reason.MALFORMED, f"header over {self.limits.max_header} bytes")
+        if hb[:PREFIX_SIZE] != self.hdr_prefix:
+            raise VerificationError(Reason.BAD_VERSION, f"header prefix {hb[:10].hex()}")
+
+    def _finish(
+        self,
+        hb: bytes,
+        header: Header,
+        sig: bytes,
+        nonce: bytes,
+        ct: bytes,
+        wrap: dict[str, Any],
+        att: bytes | None,
+        att_sig: bytes | None,
+    ) -> _Parsed:
+        problems = header.problems(self.limits.max_lifetime_ms)
+        if problems:
+            raise VerificationError(Reason.MALFORMED, "; ".join(problems))
+        return _Parsed(hb, header, sig, nonce, ct, wrap, att, att_sig)
+
+    def _parse_generic(self, data: bytes) -> _Parsed:
+        """The same checks through the generic SchemaStore codec (decode, then re-encode)."""
         try:
             _, d = self.store.decode_single(data, expected=ENVELOPE)
         except OversizedError as exc:
             raise VerificationError(Reason.OVERSIZED, str(exc)) from None
         except CodecError as exc:
             raise VerificationError(Reason.MALFORMED, f"envelope: {exc}") from None
-        w = d["wrap"]
+        wrap = d["wrap"]
         att, att_sig = d["attestation"], d["attestation_signature"]
-        if (
-            len(d["sender_signature"]) != c.SIG_SIZE
-            or len(d["nonce"]) != c.NONCE_SIZE
-            or len(d["ciphertext"]) < c.TAG_SIZE
-            or len(w["wrapped"]) != c.WRAPPED_SIZE
-            or (att is None) != (att_sig is None)
-            or (att_sig is not None and len(att_sig) != c.SIG_SIZE)
-        ):
-            raise VerificationError(Reason.MALFORMED, "a field has the wrong size")
+        self._check_sizes(d["sender_signature"], d["nonce"], d["ciphertext"], wrap, att, att_sig)
         hb = d["header"]
-        if len(hb) > lim.max_header:
-            raise VerificationError(Reason.MALFORMED, f"header over {lim.max_header} bytes")
-        if hb[:PREFIX_SIZE] != self.hdr_prefix:
-            raise VerificationError(Reason.BAD_VERSION, f"header prefix {hb[:10].hex()}")
+        self._check_header_prefix(hb)
         try:
             _, hd = self.store.decode_single(hb, expected=HEADER)
             header = Header.from_avro(hd)
         except (CodecError, ValueError, KeyError) as exc:
             raise VerificationError(Reason.MALFORMED, f"header: {exc}") from None
-        problems = header.problems(lim.max_lifetime_ms)
-        if problems:
-            raise VerificationError(Reason.MALFORMED, "; ".join(problems))
-        return _Parsed(
-            hb, header, d["sender_signature"], d["nonce"], d["ciphertext"], w, att, att_sig
+        return self._finish(
+            hb, header, d["sender_signature"], d["nonce"], d["ciphertext"], wrap, att, att_sig
         )
 
 
@@ -283,10 +387,12 @@ class Sender:
         rk = self.router_key
         recipient = (rk.station, rk.key_id)
         wrapped = self._shared.wrap(key, rk.public_key, c.LABEL_WRAP_GS, wrapper, recipient, digest)
-        return (
-            self._codec.body_prefix(hb, sig, nonce, ct)
-            + self._codec.wrap(wrapper, recipient, wrapped)
-            + b"\x00\x00"
+        return b"".join(
+            (
+                *self._codec.body_parts(hb, sig, nonce, ct),
+                self._codec.wrap(wrapper, recipient, wrapped),
+                b"\x00\x00",
+            )
         )
 
 
@@ -369,9 +475,9 @@ class Router:
             now,
             review_id,
         )
-        ab = self._codec.store.encode(ATTESTATION, att.to_avro())
+        ab = self._codec.encode_attestation(att)
         asig = s.signing.sign(c.LABEL_ATTESTATION + ab).signature
-        head = self._codec.body_prefix(
+        head = self._codec.body_parts(
             inbound._header_bytes, inbound._signature, inbound._nonce, inbound._ciphertext
         )
         tail = b"\x02" + _avro_bytes(ab) + b"\x02" + _avro_bytes(asig)
@@ -390,7 +496,7 @@ class Router:
                 inbound.message_digest,
             )
             out[peer.station] = b"".join(
-                (head, self._codec.wrap(wrapper, recipient, wrapped), tail)
+                (*head, self._codec.wrap(wrapper, recipient, wrapped), tail)
             )
         return out
 
@@ -448,10 +554,7 @@ class Receiver:
     def _attestation(self, p: _Parsed, digest: bytes) -> Attestation:
         if p.attestation is None or p.attestation_signature is None:
             raise VerificationError(Reason.BAD_ATTESTATION, "delivery without attestation")
-        try:
-            att = Attestation.from_avro(self._codec.store.decode(ATTESTATION, p.attestation))
-        except (CodecError, ValueError, KeyError) as exc:
-            raise VerificationError(Reason.MALFORMED, f"attestation: {exc}") from None
+        att = self._codec.decode_attestation(p.attestation)
         if att.router != self.router:
             raise VerificationError(Reason.BAD_ATTESTATION, f"attested by {att.router}")
         vk: VerifyKey = self.directory.signing_key(att.router, att.router_key_id, att.decided_ms)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import itertools
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,18 @@ def new_message_id(now_ms: int, rng: Callable[[int], bytes] = os.urandom) -> str
     return str(ULID.from_bytes(now_ms.to_bytes(6, "big") + rng(10)))
 
 
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+"""A ULID as python-ulid reads it (upper-cased): Crockford base-32, at most 128 bits."""
+_CROCKFORD_TO_INT = str.maketrans(
+    "0123456789ABCDEFGHJKMNPQRSTVWXYZ", "0123456789abcdefghijklmnopqrstuv"
+)
+
+
+def _ulid_ms(mid: str) -> int:
+    """The 48-bit millisecond timestamp of a ULID matching ``_ULID``."""
+    return int(mid[:10].translate(_CROCKFORD_TO_INT), 32)
+
+
 def _sorted_unique(xs: Sequence[str]) -> bool:
     return all(a < b for a, b in itertools.pairwise(xs))
 
@@ -109,14 +122,14 @@ class Header:
     def problems(self, max_lifetime_ms: int) -> list[str]:
         """Every rule of docs/envelope.md §2.3 this header breaks (empty when valid)."""
         out: list[str] = []
-        try:
-            ts = ULID.from_str(self.message_id).milliseconds
-            if ts != self.created_ms or len(self.message_id) != 26:
-                out.append("message id timestamp differs from created_ms")
-            if self.message_id != self.message_id.upper():
-                out.append("message id must be upper case")
-        except (ValueError, TypeError):
+        mid = self.message_id
+        if not isinstance(mid, str) or not _ULID.fullmatch(mid.upper()):
             out.append("message id is not a ULID")
+        else:
+            if _ulid_ms(mid.upper()) != self.created_ms or len(mid) != 26:
+                out.append("message id timestamp differs from created_ms")
+            if mid != mid.upper():
+                out.append("message id must be upper case")
         if not self.created_ms < self.expires_ms:
             out.append("expires_ms must be after created_ms")
         if self.expires_ms - self.created_ms > max_lifetime_ms:
