@@ -78,7 +78,7 @@ def run(count: int = 20000, rounds: int = 2, data_dir: Path | None = None) -> di
             secured.stop()
 
     def median(name: str, key: str) -> float:
-        return statistics.median(r[key] for r in runs[name])
+        return float(statistics.median(r[key] for r in runs[name]))
 
     out: dict[str, Any] = {"records": count, "rounds": rounds, "broker_start_s": broker_start_s}
     for name in runs:
