@@ -9,6 +9,18 @@ from i24net.audit._chain import TOPIC
 from i24net.audit._verify import RawRecord
 
 
+async def prime(consumer: Any, topics: list[str]) -> None:
+    """Load metadata of ``topics`` into an unsubscribed consumer.
+
+    aiokafka bootstraps with an empty metadata request (no topics), so
+    ``partitions_for_topic`` knows nothing of a topic the consumer never
+    subscribed to; it has no public call to fix that, hence the client's
+    ``add_topic`` (which returns a future resolved after the update).
+    """
+    for topic in topics:
+        await consumer._client.add_topic(topic)
+
+
 async def read_records(consumer: Any, *, topic: str = TOPIC) -> AsyncIterator[RawRecord]:
     """Every committed record of ``topic`` from the beginning to its end at call time.
 
@@ -16,7 +28,7 @@ async def read_records(consumer: Any, *, topic: str = TOPIC) -> AsyncIterator[Ra
     """
     from aiokafka import TopicPartition
 
-    await consumer.topics()  # refreshes metadata
+    await prime(consumer, [topic])
     parts = consumer.partitions_for_topic(topic) or set()
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
     if not tps:

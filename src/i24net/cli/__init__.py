@@ -16,7 +16,18 @@ from i24net import __version__
 from i24net.errors import I24Error
 
 # Module names under i24net.cli, in --help order.
-COMMANDS: tuple[str, ...] = ("dev", "keys", "directory", "gateway", "send", "inbox", "provision")
+COMMANDS: tuple[str, ...] = (
+    "dev",
+    "keys",
+    "directory",
+    "gateway",
+    "send",
+    "inbox",
+    "provision",
+    "router",
+    "review",
+    "audit",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

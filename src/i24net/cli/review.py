@@ -1,0 +1,108 @@
+"""``i24net review``: list, show, approve and reject held messages through the router's API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from i24net.errors import ConfigError, ServiceError
+
+GROUNDS = (
+    "POLITICAL",
+    "MILITARY",
+    "RELIGIOUS",
+    "RACIAL",
+    "HUMAN_RIGHTS",
+    "REFUGEE_PROTECTION",
+    "INSUFFICIENT_DATA",
+    "OTHER",
+)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("review", help="review messages held by the neutrality screen")
+    p.add_argument("--url", default="http://127.0.0.1:8470", help="router HTTP address")
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        help="file holding the reviewer's bearer token (or env I24NET_REVIEW_TOKEN)",
+    )
+    p.add_argument("--as", dest="reviewer", help="identity for X-I24-Reviewer (proxy mode)")
+    sp = p.add_subparsers(dest="review_command", metavar="ACTION", required=True)
+    sp.add_parser("list", help="held messages, oldest first").set_defaults(func=_list)
+    s = sp.add_parser("show", help="one held message, decrypted, with the screen's reasons")
+    s.add_argument("message_id")
+    s.set_defaults(func=_show)
+    a = sp.add_parser("approve", help="deliver (attestation names the review)")
+    a.add_argument("message_id")
+    a.add_argument("--reason", default="", help="why (recorded in the audit)")
+    a.set_defaults(func=_approve)
+    r = sp.add_parser("reject", help="refuse; the sender gets the grounds and reason")
+    r.add_argument("message_id")
+    r.add_argument("--grounds", choices=GROUNDS, required=True)
+    r.add_argument("--reason", required=True, help="explanation sent to the sender")
+    r.set_defaults(func=_reject)
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    import httpx
+
+    headers: dict[str, str] = {}
+    token = os.environ.get("I24NET_REVIEW_TOKEN")
+    if args.token_file:
+        try:
+            token = args.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {args.token_file}: {exc.strerror}") from exc
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if args.reviewer:
+        headers["X-I24-Reviewer"] = args.reviewer
+    try:
+        r = httpx.request(
+            method, args.url.rstrip("/") + path, json=body, headers=headers, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"router at {args.url} unreachable: {exc}") from exc
+    if r.status_code >= 400:
+        raise ServiceError(f"{method} {path}: {r.status_code} {r.text}")
+    return r.json()
+
+
+def _list(args: argparse.Namespace) -> int:
+    items = _call(args, "GET", "/review/held")
+    for i in items:
+        print(f"{i['message_id']}  {i['sender']:>4}  {i['kind']:<28} {i['rule']}: {i['reason']}")
+    print(f"{len(items)} held")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    print(
+        json.dumps(
+            _call(args, "GET", f"/review/held/{args.message_id}"), indent=2, ensure_ascii=False
+        )
+    )
+    return 0
+
+
+def _approve(args: argparse.Namespace) -> int:
+    out = _call(
+        args, "POST", f"/review/held/{args.message_id}/approve", {"explanation": args.reason}
+    )
+    print(json.dumps(out))
+    return 0
+
+
+def _reject(args: argparse.Namespace) -> int:
+    out = _call(
+        args,
+        "POST",
+        f"/review/held/{args.message_id}/reject",
+        {"grounds": args.grounds, "explanation": args.reason},
+    )
+    print(json.dumps(out))
+    return 0

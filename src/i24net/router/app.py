@@ -1,0 +1,401 @@
+"""The router service: consume ``i24.out.*``, decide, produce, all in one Kafka transaction.
+
+    async with RouterApp(settings, registry) as app:
+        await app.run(stop)
+
+Per batch (one transaction, offsets sent **before** the records, aiokafka
+#1098/#1004/#905): verify -> expand recipients -> screen -> deliver / hold /
+refuse -> audit records -> status notices. The replay window records a
+message id only after its transaction committed, so a crash re-processes
+instead of losing. The transactional id ``i24.router.<instance>`` is stable
+across restarts: a restarted instance fences its zombie and aborts its open
+transaction. A revoked partition waits for the batch in flight (the
+rebalance listener takes the processing lock), so two instances never
+commit the same records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from i24net.audit import Chain, Entry, Head, head_of, read_records
+from i24net.audit.topic import prime
+from i24net.clock import Clock, system_clock
+from i24net.directory import Directory, read_all
+from i24net.errors import BrokerError, ServiceError
+from i24net.kafka import TopicSpec, ensure_topics
+from i24net.keys import load_root_public, load_station
+from i24net.policy import Engine, load_policy
+from i24net.replay import ReplayWindow
+from i24net.router.metrics import RouterMetrics
+from i24net.router.pipeline import Decided, Out, Pipeline
+from i24net.router.scheduler import FairScheduler
+from i24net.router.settings import RouterSettings
+from i24net.schemas import SchemaStore
+
+log = logging.getLogger(__name__)
+
+MAX_BYTES = 2 << 20
+
+
+def topic_specs(settings: RouterSettings) -> list[TopicSpec]:
+    """The topics the router writes besides ``i24.in.*`` (docs/topics.md)."""
+    t = settings.topics
+    big = {"max.message.bytes": str(MAX_BYTES)}
+    return [
+        TopicSpec(t.quarantine, 3, config={**big, "retention.ms": str(90 * 86_400_000)}),
+        TopicSpec(t.dlq, 1, config={**big, "retention.ms": str(30 * 86_400_000)}),
+        TopicSpec(t.audit, 1, config={"retention.ms": "-1"}),
+    ]
+
+
+def _rebalance_listener(app: RouterApp) -> Any:
+    """Waits for the batch in flight before giving partitions away."""
+    from aiokafka import ConsumerRebalanceListener
+
+    class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            async with app.lock:
+                app.scheduler.drop((tp.topic, tp.partition) for tp in revoked)
+                for tp in revoked:
+                    app._done.pop(tp, None)
+                    with contextlib.suppress(Exception):
+                        app.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            log.info("assigned %d partitions", len(assigned))
+
+    return _Rebalance()
+
+
+class RouterApp:
+    """One router instance (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: RouterSettings,
+        registry: CollectorRegistry,
+        *,
+        clock: Clock = system_clock,
+        store: SchemaStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.clock = clock
+        self.store = store or SchemaStore.default()
+        self.metrics = RouterMetrics.create(registry)
+        self.lock = asyncio.Lock()
+        self.scheduler: FairScheduler[Any] = FairScheduler(settings.topics.out_prefix)
+        self.conn = settings.kafka.connection(f"i24net-router-{settings.router.instance}")
+        self.directory = Directory(())
+        self.ready = asyncio.Event()
+        self._producer: Any = None
+        self._consumer: Any = None
+        self._dir_consumer: Any = None
+        self._replay: ReplayWindow | None = None
+        self._pipeline: Pipeline | None = None
+        self._chain: Chain | None = None
+        self._stopped = False
+        self._paused: set[Any] = set()
+        self.committed_batches = 0
+        self._done: dict[Any, int] = {}
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def __aenter__(self) -> RouterApp:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        s = self.settings
+        secrets = load_station(s.keys.gs_secret)
+        previous = [load_station(p) for p in s.keys.previous]
+        root = load_root_public(s.keys.root_public)
+        engine = Engine(load_policy(s.policy.file))
+        await ensure_topics(self.conn, topic_specs(s))
+        kw = self.conn.client_kwargs()
+        # Directory: read fully, then tailed by a background task.
+        self._dir_consumer = AIOKafkaConsumer(
+            **kw, enable_auto_commit=False, isolation_level="read_committed"
+        )
+        await self._dir_consumer.start()
+        await prime(self._dir_consumer, [s.topics.directory])
+        self.directory = await read_all(
+            self._dir_consumer, root, self.store, topic=s.topics.directory
+        )
+        self._root = root
+        self.metrics.directory_stations.set(len(self.directory))
+        if len(self.directory) == 0:
+            raise ServiceError(f"directory topic {s.topics.directory} is empty; publish it first")
+        s.state.dir.mkdir(parents=True, exist_ok=True)
+        self._replay = ReplayWindow(
+            clock=self.clock, path=s.state.dir / f"replay-{s.router.instance}.sqlite3"
+        )
+        self._producer = AIOKafkaProducer(
+            **kw,
+            transactional_id=s.transactional_id,
+            enable_idempotence=True,
+            transaction_timeout_ms=s.router.transaction_timeout_ms,
+            linger_ms=2,
+            max_request_size=MAX_BYTES,
+        )
+        await self._producer.start()  # fences a zombie with our transactional id
+        head = await self._recover_head()
+        self._chain = Chain(s.chain_id, self.store, head)
+        self.metrics.audit_chain_length.labels(s.chain_id).set(head.next_sequence)
+        log.info("audit chain %s continues at sequence %d", s.chain_id, head.next_sequence)
+        self._pipeline = Pipeline(
+            secrets=secrets,
+            directory=self.directory,
+            replay=self._replay,
+            engine=engine,
+            topics=s.topics,
+            store=self.store,
+            actor=s.chain_id,
+            metrics=self.metrics,
+            previous=previous,
+            notice_lifetime_ms=s.router.notice_lifetime_ms,
+        )
+        self._consumer = AIOKafkaConsumer(
+            **kw,
+            group_id=s.router.group,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=s.router.metadata_max_age_ms,
+            session_timeout_ms=s.router.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, s.router.session_timeout_ms // 3),
+            max_poll_interval_ms=300_000,
+            max_partition_fetch_bytes=MAX_BYTES,
+            fetch_max_bytes=16 * MAX_BYTES,
+        )
+        self._consumer.subscribe(pattern=s.topics.out_pattern, listener=_rebalance_listener(self))
+        await self._consumer.start()
+        self.ready.set()
+
+    async def _recover_head(self) -> Head:
+        from aiokafka import AIOKafkaConsumer
+
+        c = AIOKafkaConsumer(
+            **self.conn.client_kwargs(), enable_auto_commit=False, isolation_level="read_committed"
+        )
+        await c.start()
+        try:
+            records = [r async for r in read_records(c, topic=self.settings.topics.audit)]
+        finally:
+            await c.stop()
+        return head_of(records, self.settings.chain_id, self.store)
+
+    async def stop(self) -> None:
+        """Stop every client (idempotent); a batch in flight is finished first."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.ready.clear()
+        async with self.lock:
+            for client in (self._consumer, self._producer, self._dir_consumer):
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await client.stop()
+            if self._replay is not None:
+                self._replay.close()
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            raise ServiceError("router not started")
+        return self._pipeline
+
+    @property
+    def chain(self) -> Chain:
+        if self._chain is None:
+            raise ServiceError("router not started")
+        return self._chain
+
+    # --- main loop ---------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Route until ``stop`` is set."""
+        async with asyncio.TaskGroup() as tg:
+            dir_task = tg.create_task(self._tail_directory(stop), name="directory")
+            try:
+                while not stop.is_set():
+                    await self._step()
+            finally:
+                dir_task.cancel()
+
+    async def _step(self) -> None:
+        s = self.settings.router
+        c = self._consumer
+        idle = len(self.scheduler) == 0
+        fetched = await c.getmany(timeout_ms=s.poll_timeout_ms if idle else 0, max_records=2000)
+        for records in fetched.values():
+            self.scheduler.add(records)
+        self._flow_control()
+        batch = self.scheduler.next_batch(s.batch_max_records)
+        self.metrics.queued.set(len(self.scheduler))
+        if batch:
+            await self.process(batch)
+        self._lag()
+
+    def _flow_control(self) -> None:
+        cap = self.settings.router.buffer_per_partition
+        c = self._consumer
+        for tp in c.assignment():
+            n = self.scheduler.queued(tp.topic, tp.partition)
+            if n >= cap and tp not in self._paused:
+                c.pause(tp)
+                self._paused.add(tp)
+            elif n < cap // 2 and tp in self._paused:
+                c.resume(tp)
+                self._paused.discard(tp)
+        self._paused &= set(c.assignment())
+
+    def _lag(self) -> None:
+        c = self._consumer
+        for tp in c.assignment():
+            end = c.last_stable_offset(tp) or c.highwater(tp)
+            done = self._done.get(tp)
+            if end is not None and done is not None:
+                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, end - done)
+                )
+
+    async def process(self, batch: Sequence[Any]) -> list[Decided]:
+        """Decide every record of ``batch`` and commit all of it in one transaction."""
+        from aiokafka import TopicPartition
+        from aiokafka.structs import OffsetAndMetadata
+
+        t0 = time.perf_counter()
+        async with self.lock:
+            ids: set[str] = set()
+            decided: list[Decided] = []
+            offsets: dict[Any, Any] = {}
+            firsts: dict[Any, int] = {}
+            for r in batch:
+                origin = f"{r.topic}:{r.partition}:{r.offset}"
+                decided.append(
+                    self.pipeline.process(
+                        r.topic, origin, r.key, r.value, list(r.headers or ()), ids
+                    )
+                )
+                tp = TopicPartition(r.topic, r.partition)
+                firsts.setdefault(tp, r.offset)
+                offsets[tp] = OffsetAndMetadata(r.offset + 1, "")
+            outputs = [o for d in decided for o in d.outputs]
+            entries = [e for d in decided for e in d.audit]
+            try:
+                await self._commit(offsets, outputs, entries)
+            except Exception as exc:
+                self.metrics.transactions.labels("aborted").inc()
+                for tp, first in firsts.items():
+                    self.scheduler.drop([(tp.topic, tp.partition)])
+                    with contextlib.suppress(Exception):
+                        self._consumer.seek(tp, first)
+                if _fatal(exc):
+                    raise ServiceError(f"router transaction failed: {exc!r}") from exc
+                log.warning("transaction aborted, batch will be retried: %r", exc)
+                return []
+            self.metrics.transactions.labels("committed").inc()
+            for tp, om in offsets.items():
+                self._done[tp] = om.offset
+            self.committed_batches += 1
+        self._after_commit(decided, time.perf_counter() - t0, len(batch))
+        return decided
+
+    async def execute(self, decided: Sequence[Decided]) -> None:
+        """Commit decisions made outside the consumer loop (review) in one transaction."""
+        async with self.lock:
+            outputs = [o for d in decided for o in d.outputs]
+            entries = [e for d in decided for e in d.audit]
+            await self._commit({}, outputs, entries)
+        self._after_commit(decided, 0.0, 0)
+
+    async def _commit(
+        self, offsets: dict[Any, Any], outputs: list[Out], entries: list[Entry]
+    ) -> None:
+        chain = self.chain
+        saved = chain.head
+        appended = chain.extend(entries, self.clock())
+        p = self._producer
+        try:
+            async with p.transaction():
+                if offsets:
+                    await p.send_offsets_to_transaction(offsets, self.settings.router.group)
+                for o in outputs:
+                    await p.send(o.topic, key=o.key, value=o.value, headers=list(o.headers))
+                for a in appended:
+                    await p.send(
+                        self.settings.topics.audit, key=a.key, value=a.value, headers=a.headers
+                    )
+        except BaseException:
+            chain.reset(saved)
+            raise
+        self.metrics.audit_chain_length.labels(chain.chain_id).set(chain.head.next_sequence)
+
+    def _after_commit(self, decided: Sequence[Decided], seconds: float, n: int) -> None:
+        replay = self._replay
+        now = self.clock()
+        for d in decided:
+            if d.record is not None and replay is not None:
+                replay.record(*d.record)
+            h = d.header
+            kind = h.kind if h else "unknown"
+            prec = h.precedence.value if h else "unknown"
+            self.metrics.messages.labels(kind, prec, d.status).inc()
+            if h is not None:
+                self.metrics.sent_to_routed.labels(prec).observe(max(0, now - h.created_ms) / 1000)
+        if n:
+            self.metrics.batch_seconds.observe(seconds)
+            self.metrics.batch_size.observe(n)
+
+    # --- directory ----------------------------------------------------------------------
+
+    async def _tail_directory(self, stop: asyncio.Event) -> None:
+        c = self._dir_consumer
+        while not stop.is_set():
+            try:
+                batch = await c.getmany(timeout_ms=self.settings.router.directory_refresh_ms)
+            except Exception as exc:  # keep routing on the directory we have
+                log.warning("directory refresh failed: %r", exc)
+                await asyncio.sleep(1)
+                continue
+            for records in batch.values():
+                for rec in records:
+                    if rec.value is None:
+                        continue
+                    try:
+                        self.directory.apply(rec.value, self._root, self.store)
+                    except Exception as exc:
+                        log.error("directory entry at offset %d refused: %s", rec.offset, exc)
+            self.metrics.directory_stations.set(len(self.directory))
+
+
+def _fatal(exc: BaseException) -> bool:
+    from aiokafka.errors import ProducerFenced
+
+    return isinstance(exc, ProducerFenced | BrokerError) or "Fenced" in type(exc).__name__
+
+
+def state_path(settings: RouterSettings) -> Path:
+    return settings.state.dir

@@ -1,0 +1,159 @@
+"""Router metric definitions (recording happens in the pipeline and app).
+
+Registered in a **passed-in** ``CollectorRegistry``; labels are bounded:
+kinds, precedences, outcomes, reasons (``Reason`` values and policy reason
+codes from the policy file), rule ids, stations (bounded by the directory).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Status(enum.StrEnum):
+    """``outcome`` label values."""
+
+    DELIVERED = "delivered"
+    HELD = "held"
+    REFUSED = "refused"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class RouterMetrics:
+    messages: Counter
+    refusals: Counter
+    holds: Counter
+    verification_failures: Counter
+    policy_decisions: Counter
+    deliveries: Counter
+    status_notices: Counter
+    sent_to_routed: Histogram
+    batch_seconds: Histogram
+    batch_size: Histogram
+    transactions: Counter
+    quarantine_size: Gauge
+    quarantine_oldest: Gauge
+    review_decisions: Counter
+    audit_chain_length: Gauge
+    directory_stations: Gauge
+    consumer_lag: Gauge
+    queued: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> RouterMetrics:
+        r = registry
+        return cls(
+            messages=Counter(
+                "i24net_router_messages_total",
+                "Messages the router decided on, by kind, precedence and outcome",
+                ["kind", "precedence", "outcome"],
+                registry=r,
+            ),
+            refusals=Counter(
+                "i24net_router_refusals_total",
+                "Messages refused (to i24.dlq), by reason",
+                ["reason"],
+                registry=r,
+            ),
+            holds=Counter(
+                "i24net_router_holds_total",
+                "Messages held for review (to i24.quarantine), by policy reason",
+                ["reason"],
+                registry=r,
+            ),
+            verification_failures=Counter(
+                "i24net_router_verification_failures_total",
+                "Envelopes that failed verification, by reason and the topic's station",
+                ["reason", "station"],
+                registry=r,
+            ),
+            policy_decisions=Counter(
+                "i24net_router_policy_decisions_total",
+                "Neutrality screen decisions, by rule and decision",
+                ["rule", "decision"],
+                registry=r,
+            ),
+            deliveries=Counter(
+                "i24net_router_deliveries_total",
+                "Delivery envelopes produced to i24.in.<station>",
+                ["station"],
+                registry=r,
+            ),
+            status_notices=Counter(
+                "i24net_router_status_notices_total",
+                "Status notices sent to senders, by status",
+                ["status"],
+                registry=r,
+            ),
+            sent_to_routed=Histogram(
+                "i24net_router_sent_to_routed_seconds",
+                "From the envelope's creation to the router's commit",
+                ["precedence"],
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            ),
+            batch_seconds=Histogram(
+                "i24net_router_batch_seconds",
+                "Time to decide and commit one transaction",
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            ),
+            batch_size=Histogram(
+                "i24net_router_batch_records",
+                "Input records per transaction",
+                buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+                registry=r,
+            ),
+            transactions=Counter(
+                "i24net_router_transactions_total",
+                "Kafka transactions, by result",
+                ["result"],
+                registry=r,
+            ),
+            quarantine_size=Gauge(
+                "i24net_router_quarantine_messages",
+                "Messages held and awaiting review",
+                registry=r,
+            ),
+            quarantine_oldest=Gauge(
+                "i24net_router_quarantine_oldest_hold_timestamp_seconds",
+                "When the oldest undecided hold was made (0 when none)",
+                registry=r,
+            ),
+            review_decisions=Counter(
+                "i24net_router_review_decisions_total",
+                "Reviewer decisions, by verdict",
+                ["verdict"],
+                registry=r,
+            ),
+            audit_chain_length=Gauge(
+                "i24net_router_audit_chain_length",
+                "Records in this instance's audit chain",
+                ["chain"],
+                registry=r,
+            ),
+            directory_stations=Gauge(
+                "i24net_router_directory_stations",
+                "Stations in the verified directory",
+                registry=r,
+            ),
+            consumer_lag=Gauge(
+                "i24net_router_consumer_lag_records",
+                "Records behind the end of each assigned i24.out partition",
+                ["topic", "partition"],
+                registry=r,
+            ),
+            queued=Gauge(
+                "i24net_router_queued_records",
+                "Records fetched and waiting in the fair scheduler",
+                registry=r,
+            ),
+        )

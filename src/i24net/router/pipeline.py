@@ -1,0 +1,488 @@
+"""One input record in, everything to produce out: verify, expand, screen, deliver/hold/refuse.
+
+Pure with respect to Kafka: :meth:`Pipeline.process` returns the records to
+produce (deliveries, quarantine, DLQ, status notice) and the audit entries;
+the app writes them all in one transaction with the consumer offsets, and
+records the message id in the replay window only after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from i24net.audit import Action, Entry, digest, encode_reason
+from i24net.clock import Clock
+from i24net.directory import Directory, Status
+from i24net.envelope import (
+    Decision,
+    Header,
+    Inbound,
+    Language,
+    Precedence,
+    Recipients,
+    RecipientsMode,
+    Router,
+    Sender,
+    new_message_id,
+)
+from i24net.errors import CodecError, I24Error, Reason, VerificationError
+from i24net.keys import StationSecrets
+from i24net.policy import Engine, Facts, Outcome, Verdict
+from i24net.replay import ReplayWindow
+from i24net.router.metrics import RouterMetrics
+from i24net.router.settings import Topics
+from i24net.schemas import KIND_SCHEMAS, SchemaStore
+from i24net.stations import GS
+
+log = logging.getLogger(__name__)
+
+NOTICE = "net.i24.StatusNotice"
+HINTS = {"i24-msgid", "i24-sender", "i24-kind", "i24-precedence"}
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(slots=True)
+class Decided:
+    """The result of one input record."""
+
+    status: str  # delivered | held | refused
+    outputs: list[Out] = field(default_factory=list)
+    audit: list[Entry] = field(default_factory=list)
+    record: tuple[str, int] | None = None  # (message id, expires_ms) once committed
+    header: Header | None = None
+    reason: str | None = None
+
+
+def _hints(header: Header) -> tuple[tuple[str, bytes], ...]:
+    return (
+        ("i24-msgid", header.message_id.encode()),
+        ("i24-sender", header.sender.encode()),
+        ("i24-kind", header.kind.encode()),
+        ("i24-precedence", header.precedence.value.encode()),
+    )
+
+
+class Pipeline:
+    """The router's decision logic for one record (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        secrets: StationSecrets,
+        directory: Directory,
+        replay: ReplayWindow,
+        engine: Engine,
+        topics: Topics,
+        store: SchemaStore,
+        actor: str,
+        metrics: RouterMetrics,
+        previous: Sequence[StationSecrets] = (),
+        notice_lifetime_ms: int = 3 * 24 * 3_600_000,
+    ) -> None:
+        self.secrets = secrets
+        self.directory = directory
+        self.replay = replay
+        self.clock: Clock = replay.clock
+        self.engine = engine
+        self.topics = topics
+        self.store = store
+        self.actor = actor
+        self.metrics = metrics
+        self.notice_lifetime_ms = notice_lifetime_ms
+        self.router = Router(secrets, directory, replay, previous=previous, store=store)
+        # Opens what the GS itself sealed (status notices) or held earlier (review):
+        # never records in, nor checks against, the router's own seen-id window.
+        self._self_window = ReplayWindow(clock=self.clock)
+        self.reopen = Router(secrets, directory, self._self_window, previous=previous, store=store)
+        self._sender: Sender | None = None
+
+    # --- entry point --------------------------------------------------------
+
+    def process(
+        self,
+        topic: str,
+        origin: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+        batch_ids: set[str],
+    ) -> Decided:
+        station = topic.removeprefix(self.topics.out_prefix)
+        data = value or b""
+        try:
+            inbound = self.router.open(data, record=False)
+            h = inbound.header
+            if h.message_id in batch_ids:
+                raise VerificationError(Reason.REPLAYED, f"{h.message_id} twice in one batch")
+            if h.sender != station:
+                raise VerificationError(
+                    Reason.UNAUTHORISED, f"sender {h.sender} on the topic of {station}"
+                )
+            self._check_hints(h, headers)
+            payload = self._payload(inbound)
+        except VerificationError as exc:
+            self.metrics.verification_failures.labels(exc.reason.value, station).inc()
+            log.info("refused record %s: %s (%s)", origin, exc.reason.value, exc.detail)
+            return self._refuse_unverified(station, origin, key, data, exc)
+        batch_ids.add(h.message_id)
+        facts = Facts.from_message(
+            kind=h.kind,
+            sender=h.sender,
+            language=h.language.value,
+            header_offences=h.offence_categories,
+            handling=[(c.code.value, c.text) for c in h.handling],
+            payload=payload,
+        )
+        verdict = self.engine.evaluate(facts)
+        self.metrics.policy_decisions.labels(verdict.rule, verdict.outcome.value).inc()
+        env_digest = digest(data)
+        if verdict.outcome is Outcome.REFUSE:
+            return self._refuse_policy(inbound, origin, data, env_digest, verdict)
+        if verdict.outcome is Outcome.HOLD:
+            return self._hold(inbound, origin, data, env_digest, verdict)
+        return self.deliver(inbound, env_digest, verdict=verdict, data=data)
+
+    # --- verification helpers -------------------------------------------------
+
+    def _check_hints(self, h: Header, headers: Sequence[tuple[str, bytes]]) -> None:
+        expected = dict(_hints(h))
+        for k, v in headers:
+            if k in HINTS and expected[k] != bytes(v):
+                raise VerificationError(Reason.MALFORMED, f"record header {k} contradicts envelope")
+
+    def _payload(self, inbound: Inbound) -> dict[str, object]:
+        h = inbound.header
+        schema = KIND_SCHEMAS.get(h.kind)
+        if schema is None:
+            raise VerificationError(Reason.UNKNOWN_SCHEMA, f"kind {h.kind}")
+        if inbound.payload[2:10] != h.payload_fingerprint:
+            raise VerificationError(Reason.MALFORMED, "payload fingerprint differs from header")
+        try:
+            _, rec = self.store.decode_single(inbound.payload, expected=schema)
+        except CodecError as exc:
+            raise VerificationError(Reason.UNKNOWN_SCHEMA, f"payload: {exc}") from None
+        return rec
+
+    # --- recipients -------------------------------------------------------------
+
+    def expand(self, h: Header) -> tuple[list[str], dict[str, str]]:
+        """Deliverable stations and the undeliverable ones with why.
+
+        ALL is every station in the directory but the sender and the GS; REGION
+        every station of that regional group. Exclusions by the source are
+        honoured. A suspended or revoked station is skipped with its reason
+        (the policy's ``suspended_recipients = "deliver"`` keeps suspended
+        stations that still have a usable key); nothing else removes a station.
+        """
+        r = h.recipients
+        if r.mode is RecipientsMode.STATIONS:
+            wanted = list(r.stations)
+        elif r.mode is RecipientsMode.ALL:
+            wanted = [s.station for s in self.directory if s.station not in (h.sender, GS)]
+        else:
+            wanted = [
+                s.station for s in self.directory if s.region == r.region and s.station != h.sender
+            ]
+        excluded = set(h.excluded)
+        now = self.clock()
+        ok: list[str] = []
+        bad: dict[str, str] = {}
+        keep_suspended = self.engine.policy.suspended_recipients == "deliver"
+        for st in wanted:
+            if st in excluded:
+                continue
+            if st not in self.directory:
+                bad[st] = Reason.UNKNOWN_RECIPIENT.value
+                continue
+            rec = self.directory.record(st)
+            if rec.status is Status.SUSPENDED and not keep_suspended:
+                bad[st] = "suspended_station"
+                continue
+            try:
+                self.directory.current_encryption_key(st, now)
+            except VerificationError as exc:
+                bad[st] = exc.reason.value
+                continue
+            ok.append(st)
+        return ok, bad
+
+    # --- outcomes ---------------------------------------------------------------
+
+    def deliver(
+        self,
+        inbound: Inbound,
+        env_digest: bytes,
+        *,
+        verdict: Verdict | None = None,
+        review_id: str | None = None,
+        reviewer: str | None = None,
+        data: bytes = b"",
+    ) -> Decided:
+        h = inbound.header
+        stations, bad = self.expand(h)
+        if not stations:
+            reason = Reason.UNKNOWN_RECIPIENT.value
+            explanation = "no deliverable recipient: " + ", ".join(
+                f"{k}={v}" for k, v in sorted(bad.items())
+            )
+            d = Decided("refused", header=h, reason=reason, record=(h.message_id, h.expires_ms))
+            d.outputs.append(
+                Out(
+                    self.topics.dlq,
+                    h.message_id.encode(),
+                    data,
+                    (*_hints(h), ("i24-reason", reason.encode())),
+                )
+            )
+            d.audit.append(self._entry(Action.REFUSED, h, (), None, [reason], env_digest))
+            self._notice(d, h, "REFUSED", sorted(bad), reason, explanation)
+            self.metrics.refusals.labels(reason).inc()
+            return d
+        decision = Decision.REVIEW_APPROVED if review_id else Decision.SCREEN_PASSED
+        envelopes = self.router.deliver(inbound, stations, decision=decision, review_id=review_id)
+        d = Decided("delivered", header=h, record=(h.message_id, h.expires_ms), reason=None)
+        hints = _hints(h)
+        for st, env in envelopes.items():
+            d.outputs.append(Out(self.topics.inbox(st), h.message_id.encode(), env, hints))
+            self.metrics.deliveries.labels(st).inc()
+        rule: str | None = verdict.rule if verdict else None
+        reasons = list(verdict.reasons) if verdict else []
+        if review_id:
+            reasons = [f"review:{review_id}", f"reviewer:{reviewer}"]
+            rule = "REVIEW"
+        d.audit.append(
+            self._entry(
+                Action.APPROVED if review_id else Action.DELIVERED,
+                h,
+                tuple(stations),
+                rule,
+                reasons,
+                env_digest,
+                actor=reviewer,
+            )
+        )
+        if h.kind != "DELIVERY_RECEIPT":
+            note: str | None = None
+            if bad:
+                note = "not delivered to: " + ", ".join(
+                    f"{k} ({v})" for k, v in sorted(bad.items())
+                )
+            self._notice(d, h, "DELIVERED", stations, None, note)
+        return d
+
+    def _hold(
+        self, inbound: Inbound, origin: str, data: bytes, env_digest: bytes, v: Verdict
+    ) -> Decided:
+        h = inbound.header
+        d = Decided("held", header=h, reason=v.reason, record=(h.message_id, h.expires_ms))
+        meta = json.dumps(
+            {"rule": v.rule, "reasons": list(v.reasons), "also_matched": list(v.also_matched)},
+            separators=(",", ":"),
+        )
+        d.outputs.append(
+            Out(
+                self.topics.quarantine,
+                h.message_id.encode(),
+                data,
+                (
+                    *_hints(h),
+                    ("i24-reason", v.reason.encode()),
+                    ("i24-rule", v.rule.encode()),
+                    ("i24-screen", meta.encode()),
+                    ("i24-origin", origin.encode()),
+                    ("i24-held-ms", str(self.clock()).encode()),
+                ),
+            )
+        )
+        d.audit.append(self._entry(Action.HELD, h, (), v.rule, list(v.reasons), env_digest))
+        self._notice(d, h, "HELD_FOR_REVIEW", [], v.reason, None)
+        self.metrics.holds.labels(v.reason).inc()
+        return d
+
+    def _refuse_policy(
+        self, inbound: Inbound, origin: str, data: bytes, env_digest: bytes, v: Verdict
+    ) -> Decided:
+        h = inbound.header
+        d = Decided("refused", header=h, reason=v.reason, record=(h.message_id, h.expires_ms))
+        d.outputs.append(
+            Out(
+                self.topics.dlq,
+                h.message_id.encode(),
+                data,
+                (
+                    *_hints(h),
+                    ("i24-reason", v.reason.encode()),
+                    ("i24-rule", v.rule.encode()),
+                    ("i24-origin", origin.encode()),
+                ),
+            )
+        )
+        d.audit.append(self._entry(Action.REFUSED, h, (), v.rule, list(v.reasons), env_digest))
+        self._notice(d, h, "REFUSED", [], v.reason, f"refused by rule {v.rule}")
+        self.metrics.refusals.labels(v.reason).inc()
+        return d
+
+    def _refuse_unverified(
+        self, station: str, origin: str, key: bytes | None, data: bytes, exc: VerificationError
+    ) -> Decided:
+        reason = exc.reason.value
+        d = Decided("refused", reason=reason)
+        d.outputs.append(
+            Out(
+                self.topics.dlq,
+                key,
+                data,
+                (
+                    ("i24-reason", reason.encode()),
+                    ("i24-origin", origin.encode()),
+                    ("i24-sender", station.encode()),
+                ),
+            )
+        )
+        claimed = key.decode("utf-8", "replace")[:64] if key else None
+        d.audit.append(
+            Entry(
+                Action.REFUSED,
+                self.actor,
+                message_id=claimed,
+                sender=station[:64] or None,
+                reason=encode_reason(None, [reason]),
+                envelope_digest=digest(data),
+            )
+        )
+        # The topic's station wrote the record (broker ACLs): tell it, if it can be reached.
+        if station in self.directory and reason != Reason.REPLAYED.value:
+            notice = self._make_notice(
+                station,
+                claimed or "",
+                "REFUSED",
+                [],
+                reason,
+                "envelope failed verification at the router",
+                Precedence.ROUTINE,
+            )
+            if notice is not None:
+                d.outputs.append(notice)
+        self.metrics.refusals.labels(reason).inc()
+        return d
+
+    # --- audit and notices ----------------------------------------------------------
+
+    def _entry(
+        self,
+        action: Action,
+        h: Header,
+        recipients: tuple[str, ...],
+        rule: str | None,
+        reasons: list[str],
+        env_digest: bytes,
+        *,
+        actor: str | None = None,
+    ) -> Entry:
+        return Entry(
+            action,
+            actor or self.actor,
+            message_id=h.message_id,
+            kind=h.kind,
+            sender=h.sender,
+            recipients=recipients,
+            reason=encode_reason(rule, reasons),
+            envelope_digest=env_digest,
+        )
+
+    def _notice(
+        self,
+        d: Decided,
+        h: Header,
+        status: str,
+        stations: Sequence[str],
+        reason: str | None,
+        explanation: str | None,
+    ) -> None:
+        out = self._make_notice(
+            h.sender, h.message_id, status, stations, reason, explanation, h.precedence
+        )
+        if out is not None:
+            d.outputs.append(out)
+
+    def _make_notice(
+        self,
+        to: str,
+        message_id: str,
+        status: str,
+        stations: Sequence[str],
+        reason: str | None,
+        explanation: str | None,
+        precedence: Precedence,
+    ) -> Out | None:
+        """A status notice from GS to ``to``: sealed, opened and attested like any delivery.
+
+        (A ``Router.originate(header, payload, recipients)`` in the envelope
+        package would save the seal-then-open round trip; see docs/router.md.)
+        """
+        now = self.clock()
+        try:
+            self.directory.current_encryption_key(to, now)
+            gs_key = self.directory.current_encryption_key(self.secrets.station, now)
+            if self._sender is None or self._sender.router_key.key_id != gs_key.key_id:
+                self._sender = Sender(self.secrets, gs_key, store=self.store)
+            body = self.store.encode_single(
+                NOTICE,
+                {
+                    "message_id": message_id,
+                    "status": status,
+                    "stations": sorted(stations),
+                    "reason": reason,
+                    "explanation": explanation,
+                    "at_ms": now,
+                },
+            )
+            header = Header(
+                message_id=new_message_id(now),
+                sender=self.secrets.station,
+                sender_key_id=self.secrets.signing_key_id,
+                recipients=Recipients.to(to),
+                kind="STATUS_NOTICE",
+                precedence=precedence,
+                created_ms=now,
+                expires_ms=now + self.notice_lifetime_ms,
+                language=Language.EN,
+                payload_fingerprint=body[2:10],
+            )
+            sealed = self._sender.seal(header, body)
+            inbound = self.reopen.open(sealed, record=False)
+            env = self.reopen.deliver(inbound, [to])[to]
+        except I24Error as exc:
+            log.warning("no status notice to %s for %s: %s", to, message_id, exc)
+            return None
+        self.metrics.status_notices.labels(status.lower()).inc()
+        return Out(self.topics.inbox(to), header.message_id.encode(), env, _hints(header))
+
+    def notice(
+        self,
+        to: str,
+        message_id: str,
+        status: str,
+        reason: str | None,
+        explanation: str | None,
+        precedence: Precedence = Precedence.ROUTINE,
+        stations: Sequence[str] = (),
+    ) -> Out | None:
+        """A status notice outside the pipeline (the review service's decisions)."""
+        return self._make_notice(to, message_id, status, stations, reason, explanation, precedence)
+
+
+def headers_dict(headers: Sequence[tuple[str, bytes]]) -> Mapping[str, str]:
+    return {k: bytes(v).decode("utf-8", "replace") for k, v in headers}

@@ -1,0 +1,103 @@
+"""Fair scheduling of fetched records: precedence first, senders served in turn.
+
+Records wait in one queue per partition (Kafka offsets must be committed in
+order, so a partition's records are taken in offset order). A batch (one
+transaction) is filled turn by turn: at each turn the sender whose next
+record has the highest precedence goes first (FLASH before IMMEDIATE ...
+before DEFERRED), ties go to the sender served least recently; while other
+senders wait, no sender takes more than its fair share of the batch
+(``batch // senders waiting``). So a FLASH message is never behind a ROUTINE
+backlog of other stations, and one station's flood, whatever precedence it
+claims, cannot starve the others.
+
+The precedence used here is the ``i24-precedence`` record header: an
+unauthenticated hint (the router checks it against the signed header
+afterwards and refuses a mismatch), which can only reorder the claimant's
+own share.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, Generic, Protocol, TypeVar
+
+RANK = {"FLASH": 0, "IMMEDIATE": 1, "PRIORITY": 2, "ROUTINE": 3, "DEFERRED": 4}
+DEFAULT_RANK = RANK["ROUTINE"]
+
+
+class _Record(Protocol):
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def headers(self) -> Any: ...
+
+
+R = TypeVar("R", bound=_Record)
+
+
+def rank(record: _Record) -> int:
+    for k, v in record.headers or ():
+        if k == "i24-precedence":
+            return RANK.get(bytes(v).decode("ascii", "replace"), DEFAULT_RANK)
+    return DEFAULT_RANK
+
+
+class FairScheduler(Generic[R]):
+    """Per-partition queues grouped by sender (the station of the ``i24.out.*`` topic)."""
+
+    def __init__(self, out_prefix: str) -> None:
+        self.out_prefix = out_prefix
+        self._queues: dict[tuple[str, int], deque[tuple[int, R]]] = {}
+        self._turn = 0  # increases at each take; last-served turn per sender
+        self._served: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def sender(self, topic: str) -> str:
+        return topic.removeprefix(self.out_prefix)
+
+    def add(self, records: Iterable[R]) -> None:
+        for r in records:
+            self._queues.setdefault((r.topic, r.partition), deque()).append((rank(r), r))
+
+    def queued(self, topic: str, partition: int) -> int:
+        q = self._queues.get((topic, partition))
+        return len(q) if q else 0
+
+    def drop(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Forget the queued records of revoked (or rewound) partitions."""
+        for tp in partitions:
+            self._queues.pop(tp, None)
+
+    def clear(self) -> None:
+        self._queues.clear()
+
+    def next_batch(self, max_records: int) -> list[R]:
+        """Up to ``max_records`` records, in the order they should be processed."""
+        out: list[R] = []
+        taken: dict[str, int] = {}
+        while len(out) < max_records:
+            heads: dict[str, tuple[int, tuple[str, int]]] = {}
+            for tp, q in self._queues.items():
+                if not q:
+                    continue
+                s = self.sender(tp[0])
+                cand = (q[0][0], tp)
+                if s not in heads or cand[0] < heads[s][0]:
+                    heads[s] = cand
+            if not heads:
+                break
+            share = max(1, max_records // len(heads))
+            eligible = {s: h for s, h in heads.items() if taken.get(s, 0) < share}
+            pool = eligible or heads
+            s = min(pool, key=lambda s: (pool[s][0], self._served.get(s, -1)))
+            _, tp = pool[s]
+            out.append(self._queues[tp].popleft()[1])
+            taken[s] = taken.get(s, 0) + 1
+            self._turn += 1
+            self._served[s] = self._turn
+        return out

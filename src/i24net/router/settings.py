@@ -1,0 +1,182 @@
+"""The router's settings file (TOML), validated by pydantic; read once at the entry point."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from i24net.errors import ConfigError
+from i24net.kafka import KafkaConnection
+
+
+class _S(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_S):
+    bootstrap: str
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+
+    def connection(self, client_id: str) -> KafkaConnection:
+        password = None
+        if self.password_file is not None:
+            try:
+                password = self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {self.password_file}: {exc.strerror}") from exc
+        return KafkaConnection(
+            bootstrap=self.bootstrap,
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            username=self.username,
+            password=password,
+            ca_file=self.ca_file,
+            client_id=client_id,
+        )
+
+
+class Topics(_S):
+    """Topic names; ``prefix`` is prepended to all of them (tests use a unique one)."""
+
+    prefix: str = ""
+
+    def out(self, station: str) -> str:
+        return f"{self.prefix}i24.out.{station}"
+
+    def inbox(self, station: str) -> str:
+        return f"{self.prefix}i24.in.{station}"
+
+    @property
+    def out_prefix(self) -> str:
+        return f"{self.prefix}i24.out."
+
+    @property
+    def out_pattern(self) -> str:
+        return "^" + self.out_prefix.replace(".", r"\.") + ".*"
+
+    @property
+    def quarantine(self) -> str:
+        return f"{self.prefix}i24.quarantine"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}i24.dlq"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}i24.audit"
+
+    @property
+    def directory(self) -> str:
+        return f"{self.prefix}i24.directory"
+
+
+class RouterSection(_S):
+    instance: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    """Stable across restarts: the transactional id is ``i24.router.<instance>``,
+    so a restarted instance fences its zombie; the audit chain is ``router/<instance>``."""
+    group: str = "i24.router"
+    metadata_max_age_ms: Annotated[int, Field(ge=100)] = 5000
+    batch_max_records: Annotated[int, Field(ge=1, le=10_000)] = 200
+    poll_timeout_ms: Annotated[int, Field(ge=1)] = 100
+    buffer_per_partition: Annotated[int, Field(ge=1)] = 2000
+    notice_lifetime_ms: Annotated[int, Field(ge=60_000)] = 3 * 24 * 3_600_000
+    directory_refresh_ms: Annotated[int, Field(ge=100)] = 5000
+    session_timeout_ms: Annotated[int, Field(ge=6000)] = 10_000
+    transaction_timeout_ms: Annotated[int, Field(ge=1000)] = 60_000
+    """An instance killed mid-transaction blocks read_committed readers of the
+    topics it wrote until it restarts (fencing aborts at once) or this passes."""
+
+
+class KeysSection(_S):
+    gs_secret: Path
+    """The GS station secrets (signs attestations and status notices, unwraps)."""
+    previous: list[Path] = []
+    """Older GS key files kept during a rotation."""
+    root_public: Path
+    """The pinned GS root public key that signs the directory."""
+
+
+class StateSection(_S):
+    dir: Path
+    """Holds ``replay-<instance>.sqlite3``, the seen-id window."""
+
+
+class PolicySection(_S):
+    file: Path
+
+
+class HttpSection(_S):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8470
+
+
+class ReviewSection(_S):
+    enabled: bool = True
+    """Serve the review API from this instance (run it on one instance only)."""
+    tokens_file: Path | None = None
+    """TOML ``[tokens]`` table: BLAKE2b-256 hex of a bearer token -> reviewer identity."""
+
+
+class RouterSettings(_S):
+    router: RouterSection
+    kafka: KafkaSettings
+    topics: Topics = Topics()
+    keys: KeysSection
+    state: StateSection
+    policy: PolicySection
+    http: HttpSection = HttpSection()
+    review: ReviewSection = ReviewSection()
+
+    @property
+    def transactional_id(self) -> str:
+        return f"i24.router.{self.router.instance}"
+
+    @property
+    def chain_id(self) -> str:
+        return f"router/{self.router.instance}"
+
+
+def load_settings(path: Path) -> RouterSettings:
+    """Read and validate ``router.toml``; relative paths are resolved from its folder."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    try:
+        s = RouterSettings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path} is invalid: {problems}") from exc
+    base = path.resolve().parent
+
+    def rel(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    return s.model_copy(
+        update={
+            "keys": s.keys.model_copy(
+                update={
+                    "gs_secret": rel(s.keys.gs_secret),
+                    "previous": [rel(p) for p in s.keys.previous],
+                    "root_public": rel(s.keys.root_public),
+                }
+            ),
+            "state": StateSection(dir=rel(s.state.dir)),
+            "policy": PolicySection(file=rel(s.policy.file)),
+            "review": s.review.model_copy(
+                update={"tokens_file": rel(s.review.tokens_file) if s.review.tokens_file else None}
+            ),
+        }
+    )

@@ -1,0 +1,278 @@
+"""A small network for tests, the bench and the demo: keys, a signed directory, fake gateways.
+
+Plays the gateways by calling ``Sender.seal`` directly and producing to
+``i24.out.<station>``, so the router can be exercised without the real
+gateway. Nothing here is used by the router itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from i24net.directory import Directory, StationRecord
+from i24net.envelope import (
+    HandlingCode,
+    Header,
+    Language,
+    Precedence,
+    Recipients,
+    Sender,
+    new_message_id,
+)
+from i24net.keys import RootSecrets, StationSecrets, save_root, save_station
+from i24net.router.settings import Topics
+from i24net.schemas import KIND_SCHEMAS, SchemaStore
+from i24net.stations import GS, all_stations
+
+DAY_MS = 86_400_000
+
+
+@dataclass
+class Network:
+    root: RootSecrets
+    secrets: dict[str, StationSecrets]
+    directory: Directory
+    entries: dict[str, bytes]
+    keys_dir: Path
+    store: SchemaStore = field(default_factory=SchemaStore.default)
+
+    def sign(self) -> None:
+        self.entries = self.directory.sign(self.root, self.store)
+
+    def gateway(self, station: str, now_ms: int) -> FakeGateway:
+        return FakeGateway(self, station, now_ms)
+
+
+def build_network(stations: Iterable[str], keys_dir: Path, *, now_ms: int) -> Network:
+    """Keys for ``stations`` plus GS, saved under ``keys_dir``; a signed directory."""
+    known = all_stations()
+    codes = sorted(set(stations) | {GS})
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    root = RootSecrets.generate(now_ms=now_ms)
+    save_root(root, keys_dir)
+    secrets: dict[str, StationSecrets] = {}
+    records = []
+    for code in codes:
+        s = StationSecrets.generate(code, now_ms=now_ms)
+        secrets[code] = s
+        save_station(s, keys_dir)
+        records.append(
+            StationRecord.for_station(
+                known[code], [s.public()], valid_from_ms=now_ms - 30 * DAY_MS, issued_ms=now_ms
+            )
+        )
+    store = SchemaStore.default()
+    d = Directory(records)
+    net = Network(root, secrets, d, {}, keys_dir, store)
+    net.sign()
+    return net
+
+
+def revise(net: Network, record: StationRecord) -> bytes:
+    """Replace a station's record (serial + 1), re-sign it; returns the new entry."""
+    old = net.directory.record(record.station)
+    new = replace(record, serial=old.serial + 1)
+    net.directory.put(new)
+    net.sign()
+    return net.entries[new.station]
+
+
+async def publish_directory(producer: Any, net: Network, topics: Topics) -> None:
+    from i24net.directory import publish
+
+    await publish(producer, net.entries, topic=topics.directory)
+
+
+def police_message(text: str, subject: str = "Case") -> dict[str, Any]:
+    return {
+        "subject_line": subject,
+        "text": text,
+        "case_reference": None,
+        "attachments": [],
+        "in_reply_to": None,
+    }
+
+
+def person(**kw: Any) -> dict[str, Any]:
+    p = {
+        "family_name": "Doe",
+        "forenames": "Jan",
+        "name_at_birth": None,
+        "aliases": [],
+        "sex": "UNKNOWN",
+        "date_of_birth": "1980",
+        "place_of_birth": None,
+        "nationalities": ["FR"],
+        "identity_documents": [],
+        "description": None,
+        "languages": [],
+        "refugee_status": "UNKNOWN",
+        "refugee_status_granted_by": None,
+    }
+    p.update(kw)
+    return p
+
+
+def red_notice(facts: str, *, category: str = "FRAUD", **person_kw: Any) -> dict[str, Any]:
+    return {
+        "case": {
+            "national_reference": "REF-1",
+            "requesting_authority": "Prosecutor",
+            "officer_in_charge": "Officer 1",
+            "facts": facts,
+            "remarks": None,
+        },
+        "subject": person(**person_kw),
+        "offences": [
+            {
+                "category": category,
+                "description": facts,
+                "legal_provision": "Penal code art. 1",
+                "maximum_penalty": "10 years",
+                "committed_on": None,
+                "place": None,
+            }
+        ],
+        "arrest_warrant": {
+            "reference": "W-1",
+            "issued_by": "Court",
+            "issued_on": "2025-01-01",
+            "legal_basis": "CCP art. 2",
+            "sentence_imposed": None,
+        },
+        "extradition_assured": True,
+        "countries_likely_visited": [],
+        "attachments": [],
+    }
+
+
+class FakeGateway:
+    """Seals like a station's gateway would (``Sender.seal``)."""
+
+    def __init__(self, net: Network, station: str, now_ms: int) -> None:
+        self.net = net
+        self.station = station
+        self.secrets = net.secrets[station]
+        gs_key = net.directory.current_encryption_key(GS, now_ms)
+        self.sender = Sender(self.secrets, gs_key, store=net.store)
+
+    def header(
+        self,
+        kind: str,
+        recipients: Recipients,
+        now_ms: int,
+        *,
+        precedence: Precedence = Precedence.ROUTINE,
+        lifetime_ms: int = DAY_MS,
+        language: Language = Language.EN,
+        excluded: tuple[str, ...] = (),
+        offence_categories: tuple[str, ...] = (),
+        handling: tuple[HandlingCode, ...] = (),
+        message_id: str | None = None,
+    ) -> Header:
+        return Header(
+            message_id=message_id or new_message_id(now_ms, os.urandom),
+            sender=self.station,
+            sender_key_id=self.secrets.signing_key_id,
+            recipients=recipients,
+            kind=kind,
+            precedence=precedence,
+            created_ms=now_ms,
+            expires_ms=now_ms + lifetime_ms,
+            language=language,
+            payload_fingerprint=self.net.store.fingerprint(KIND_SCHEMAS[kind]),
+            handling=handling,
+            excluded=excluded,
+            offence_categories=offence_categories,
+        )
+
+    def seal(self, header: Header, payload: Mapping[str, Any]) -> bytes:
+        body = self.net.store.encode_single(KIND_SCHEMAS[header.kind], payload)
+        return self.sender.seal(header, body)
+
+    def message(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        recipients: Recipients,
+        now_ms: int,
+        **kw: Any,
+    ) -> tuple[Header, bytes]:
+        h = self.header(kind, recipients, now_ms, **kw)
+        return h, self.seal(h, payload)
+
+
+def hints(h: Header) -> list[tuple[str, bytes]]:
+    return [
+        ("i24-msgid", h.message_id.encode()),
+        ("i24-sender", h.sender.encode()),
+        ("i24-kind", h.kind.encode()),
+        ("i24-precedence", h.precedence.value.encode()),
+    ]
+
+
+def settings_toml(
+    *,
+    instance: str,
+    bootstrap: str,
+    prefix: str,
+    keys_dir: Path,
+    state_dir: Path,
+    policy: Path,
+    port: int = 0,
+    group: str = "i24.router",
+    extra_router: Mapping[str, Any] | None = None,
+    tokens_file: Path | None = None,
+) -> str:
+    router = {
+        "instance": instance,
+        "group": group,
+        "metadata_max_age_ms": 1000,
+        "session_timeout_ms": 6000,
+        "transaction_timeout_ms": 10000,
+        **(extra_router or {}),
+    }
+
+    def val(v: Any) -> str:
+        return str(v).lower() if isinstance(v, bool) else repr(v) if isinstance(v, str) else str(v)
+
+    lines = ["[router]", *(f"{k} = {val(v)}" for k, v in router.items())]
+    lines += ["", "[kafka]", f'bootstrap = "{bootstrap}"']
+    lines += ["", "[topics]", f'prefix = "{prefix}"']
+    lines += [
+        "",
+        "[keys]",
+        f'gs_secret = "{keys_dir / "GS.secret.json"}"',
+        f'root_public = "{keys_dir / "gs-root.public.json"}"',
+    ]
+    lines += ["", "[state]", f'dir = "{state_dir}"']
+    lines += ["", "[policy]", f'file = "{policy}"']
+    lines += ["", "[http]", 'host = "127.0.0.1"', f"port = {port}"]
+    if tokens_file is not None:
+        lines += ["", "[review]", f'tokens_file = "{tokens_file}"']
+    return "\n".join(lines) + "\n"
+
+
+async def provision(conn: Any, net: Network, topics: Topics, *, out_partitions: int = 3) -> None:
+    """Create ``i24.out.*`` and ``i24.in.*`` for every station of ``net`` and the directory
+    topic, and publish the signed directory."""
+    from aiokafka import AIOKafkaProducer
+
+    from i24net.kafka import TopicSpec, ensure_topics
+
+    big = {"max.message.bytes": str(2 << 20)}
+    specs = [TopicSpec(topics.directory, 1, config={"cleanup.policy": "compact"})]
+    for code in net.secrets:
+        specs.append(TopicSpec(topics.out(code), out_partitions, config=big))
+        specs.append(TopicSpec(topics.inbox(code), 1, config=big))
+    await ensure_topics(conn, specs)
+    producer = AIOKafkaProducer(**conn.client_kwargs(), enable_idempotence=True)
+    await producer.start()
+    try:
+        await publish_directory(producer, net, topics)
+    finally:
+        await producer.stop()

@@ -1,0 +1,248 @@
+"""Bad envelopes injected into i24.out.<station>: each refused with its reason, the rest flows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from i24net.audit.topic import prime
+from i24net.directory import Status
+from i24net.envelope import Receiver, Recipients
+from i24net.kafka import KafkaConnection
+from i24net.keys import StationSecrets
+from i24net.replay import ReplayWindow
+from i24net.router.app import RouterApp
+from i24net.router.settings import RouterSettings, Topics, load_settings
+from i24net.router.testing import (
+    Network,
+    build_network,
+    hints,
+    police_message,
+    provision,
+    revise,
+    settings_toml,
+)
+
+pytestmark = pytest.mark.kafka
+POLICY = Path(__file__).resolve().parents[2] / "deploy" / "policy" / "article3.toml"
+STATIONS = ("FR", "JP", "BR", "DE", "SY")
+
+
+def now() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Env:
+    conn: KafkaConnection
+    net: Network
+    topics: Topics
+    settings: RouterSettings
+    producer: Any
+    app: RouterApp
+    registry: CollectorRegistry
+
+
+@pytest.fixture
+async def env(
+    kafka_conn: KafkaConnection, tmp_path: Path, unique_name: Callable[[str], str]
+) -> AsyncIterator[Env]:
+    prefix = unique_name("t") + "."
+    topics = Topics(prefix=prefix)
+    net = build_network(STATIONS, tmp_path / "keys", now_ms=now())
+    await provision(kafka_conn, net, topics)
+    cfg = tmp_path / "router.toml"
+    cfg.write_text(
+        settings_toml(
+            instance="a",
+            bootstrap=kafka_conn.bootstrap,
+            prefix=prefix,
+            keys_dir=tmp_path / "keys",
+            state_dir=tmp_path / "state",
+            policy=POLICY,
+            group=prefix + "router",
+            extra_router={"directory_refresh_ms": 500},
+        )
+    )
+    settings = load_settings(cfg)
+    registry = CollectorRegistry()
+    producer = AIOKafkaProducer(
+        **kafka_conn.client_kwargs(), enable_idempotence=True, max_request_size=2 << 20
+    )
+    await producer.start()
+    stop = asyncio.Event()
+    async with RouterApp(settings, registry) as app:
+        task = asyncio.create_task(app.run(stop))
+        try:
+            yield Env(kafka_conn, net, topics, settings, producer, app, registry)
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
+            await producer.stop()
+
+
+async def read_topic(
+    conn: KafkaConnection, topic: str, want: int, wait_s: float = 30
+) -> list[Any]:
+    from aiokafka import TopicPartition
+
+    c = AIOKafkaConsumer(
+        **conn.client_kwargs(), isolation_level="read_committed", enable_auto_commit=False
+    )
+    await c.start()
+    try:
+        await prime(c, [topic])
+        parts = c.partitions_for_topic(topic) or {0}
+        tps = [TopicPartition(topic, p) for p in parts]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + wait_s
+        while len(out) < want and time.monotonic() < deadline:
+            batch = await c.getmany(timeout_ms=300)
+            for recs in batch.values():
+                out.extend(recs)
+        # a little more, to catch extras
+        batch = await c.getmany(timeout_ms=300)
+        for recs in batch.values():
+            out.extend(recs)
+        return out
+    finally:
+        await c.stop()
+
+
+def header(rec: Any, name: str) -> str | None:
+    for k, v in rec.headers:
+        if k == name:
+            return bytes(v).decode()
+    return None
+
+
+async def test_bad_envelopes_are_refused_with_their_reason_and_the_stream_flows(env: Env) -> None:
+    t = now()
+    fr = env.net.gateway("FR", t)
+    good: list[str] = []
+    sends: list[tuple[str, bytes, list[tuple[str, bytes]]]] = []
+
+    def ok() -> None:
+        h, data = fr.message(
+            "POLICE_MESSAGE", police_message("Stolen car"), Recipients.to("JP"), now()
+        )
+        good.append(h.message_id)
+        sends.append((h.message_id, data, hints(h)))
+
+    def bad(msgid: str, data: bytes, hs: list[tuple[str, bytes]] | None = None) -> None:
+        sends.append((msgid, data, hs or []))
+
+    ok()
+    # forged: signed by JP's key but claiming FR's key id
+    h, _ = fr.message("POLICE_MESSAGE", police_message("x"), Recipients.to("JP"), now())
+    forger = env.net.gateway("JP", t)
+    forger.secrets = replace(
+        env.net.secrets["JP"], station="FR", signing_key_id=fr.secrets.signing_key_id
+    )  # type: ignore[misc]
+    forger.sender.secrets = forger.secrets
+    bad("forged", forger.seal(h, police_message("x")))
+    ok()
+    # tampered: one ciphertext byte flipped
+    h, data = fr.message("POLICE_MESSAGE", police_message("x"), Recipients.to("JP"), now())
+    _, d = env.net.store.decode_single(data)
+    d["ciphertext"] = bytes([d["ciphertext"][0] ^ 1]) + d["ciphertext"][1:]
+    bad("tampered", env.net.store.encode_single("net.i24.Envelope", d))
+    ok()
+    # replayed: a good message sent twice
+    h, data = fr.message("POLICE_MESSAGE", police_message("once"), Recipients.to("JP"), now())
+    good.append(h.message_id)
+    sends.append((h.message_id, data, hints(h)))
+    bad("replayed", data)
+    ok()
+    # expired: created two days ago, lived one
+    old = now() - 2 * 86_400_000
+    h, data = fr.message("POLICE_MESSAGE", police_message("x"), Recipients.to("JP"), old)
+    bad("expired", data)
+    # oversized
+    bad("oversized", b"\xc3\x01" + bytes(1_100_000))
+    ok()
+    # unknown sender: a station not in the directory writes to its own topic name
+    stranger = StationSecrets.generate("XK", now_ms=t)
+    h = fr.header("POLICE_MESSAGE", Recipients.to("JP"), now())
+    h = replace(h, sender="XK", sender_key_id=stranger.signing_key_id)
+    from i24net.envelope import Sender
+
+    xk = Sender(stranger, env.net.directory.current_encryption_key("GS", t), store=env.net.store)
+    bad(
+        "unknown",
+        xk.seal(h, env.net.store.encode_single("net.i24.PoliceMessage", police_message("x"))),
+    )
+    ok()
+    for msgid, data, hs in sends:
+        await env.producer.send_and_wait(
+            env.topics.out("FR"), key=msgid.encode(), value=data, headers=hs
+        )
+
+    # revoked key: DE's key revoked now; DE's next message is refused
+    de_rec = env.net.directory.record("DE")
+    revoked = replace(
+        de_rec,
+        signing_keys=tuple(
+            replace(k, status=Status.REVOKED, revoked_at_ms=now() - 1000)
+            for k in de_rec.signing_keys
+        ),
+    )
+    entry = revise(env.net, revoked)
+    await env.producer.send_and_wait(env.topics.directory, key=b"DE", value=entry)
+    await asyncio.sleep(2)  # the router's directory refresh (500 ms)
+    de = env.net.gateway("DE", t)
+    h, data = de.message("POLICE_MESSAGE", police_message("x"), Recipients.to("JP"), now())
+    await env.producer.send_and_wait(env.topics.out("DE"), key=h.message_id.encode(), value=data)
+    ok()
+    msgid, data, hs = sends[-1]
+    await env.producer.send_and_wait(
+        env.topics.out("FR"), key=msgid.encode(), value=data, headers=hs
+    )
+
+    dlq = await read_topic(env.conn, env.topics.dlq, 7)
+    reasons = sorted(header(r, "i24-reason") or "" for r in dlq)
+    assert reasons == sorted(
+        [
+            "bad_signature",  # forged: signed with another station's key
+            "bad_signature",  # tampered: the sender signature covers the ciphertext
+            "replayed",
+            "expired",
+            "oversized",
+            "unknown_sender",
+            "revoked_key",
+        ]
+    ), reasons
+
+    jp = await read_topic(env.conn, env.topics.inbox("JP"), len(good))
+    receiver = Receiver(env.net.secrets["JP"], env.net.directory, ReplayWindow(clock=now))
+    got = [receiver.open(r.value).header.message_id for r in jp]
+    assert sorted(got) == sorted(good)
+
+    fails = {
+        s.labels["reason"]: s.value
+        for m in env.registry.collect()
+        if m.name == "i24net_router_verification_failures"
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+    for reason in (
+        "bad_signature",
+        "replayed",
+        "expired",
+        "oversized",
+        "unknown_sender",
+        "revoked_key",
+    ):
+        assert fails.get(reason, 0) >= 1, (reason, fails)
