@@ -414,6 +414,10 @@ async def provision(
         await admin.delete_acls(to_delete)
         report.acls_created = sorted(str(a) for a in to_create)
         report.acls_removed = sorted(str(a) for a in to_delete)
+        for line in report.acls_created:
+            log.debug("ACL created: %s", line)
+        for line in report.acls_removed:
+            log.debug("ACL removed: %s", line)
 
     log.info("%s", report.summary())
     return report
