@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from i24net.audit.topic import prime
 from i24net.directory import Status
-from i24net.envelope import Receiver, Recipients
+from i24net.envelope import Precedence, Receiver, Recipients
 from i24net.kafka import KafkaConnection
 from i24net.keys import StationSecrets
 from i24net.replay import ReplayWindow
@@ -28,6 +28,7 @@ from i24net.router.testing import (
     hints,
     police_message,
     provision,
+    red_notice,
     revise,
     settings_toml,
 )
@@ -91,9 +92,7 @@ async def env(
             await producer.stop()
 
 
-async def read_topic(
-    conn: KafkaConnection, topic: str, want: int, wait_s: float = 30
-) -> list[Any]:
+async def read_topic(conn: KafkaConnection, topic: str, want: int, wait_s: float = 30) -> list[Any]:
     from aiokafka import TopicPartition
 
     c = AIOKafkaConsumer(
@@ -246,3 +245,89 @@ async def test_bad_envelopes_are_refused_with_their_reason_and_the_stream_flows(
         "revoked_key",
     ):
         assert fails.get(reason, 0) >= 1, (reason, fails)
+
+
+async def test_hold_review_reject_and_approve_with_audit(env: Env) -> None:
+    from i24net.audit import read_records, verify_chain
+    from i24net.router.review import ReviewService
+
+    svc = ReviewService(env.app, env.settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(svc.run(stop))
+    try:
+        t = now()
+        fr = env.net.gateway("FR", t)
+        # A wanted-person diffusion with a political context: held.
+        h1, d1 = fr.message(
+            "RED_NOTICE_REQUEST",
+            red_notice("Opposition journalist accused of fraud after the elections."),
+            Recipients.all(),
+            t,
+            precedence=Precedence.IMMEDIATE,
+        )
+        h2, d2 = fr.message(
+            "RED_NOTICE_REQUEST",
+            red_notice("Insulting the head of state on television.", category="OTHER"),
+            Recipients.to("JP", "BR"),
+            t,
+        )
+        for h, d in ((h1, d1), (h2, d2)):
+            await env.producer.send_and_wait(
+                env.topics.out("FR"), key=h.message_id.encode(), value=d, headers=hints(h)
+            )
+        deadline = time.monotonic() + 30
+        while len(svc.held) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert set(svc.held) == {h1.message_id, h2.message_id}
+        shown = svc.show(h2.message_id)
+        assert shown["rule"] == "WANTED-PERSON-RISK"
+        assert "A3-POLITICAL" in shown["screen"]["also_matched"]
+        assert shown["payload"]["case"]["facts"].startswith("Insulting")
+
+        await svc.reject(h2.message_id, "reviewer.alice", "POLITICAL", "Political offence (Art. 3)")
+        out = await svc.approve(h1.message_id, "reviewer.bob", "Fraud predominates")
+        assert out["status"] == "delivered"
+        assert svc.held == {}
+
+        # Approved: delivered to every station but the sender, attestation names the review.
+        jp = await read_topic(env.conn, env.topics.inbox("JP"), 1)
+        rx = Receiver(env.net.secrets["JP"], env.net.directory, ReplayWindow(clock=now))
+        opened = [rx.open(r.value) for r in jp]
+        assert [o.header.message_id for o in opened] == [h1.message_id]
+        att = opened[0].attestation
+        assert att.decision.value == "REVIEW_APPROVED" and att.review_id == out["review_id"]
+        assert set(att.recipients) == set(STATIONS) - {"FR"}
+
+        # FR got notices: held x2, rejected with the reason, delivered.
+        frx = Receiver(env.net.secrets["FR"], env.net.directory, ReplayWindow(clock=now))
+        notes = await read_topic(env.conn, env.topics.inbox("FR"), 4)
+        statuses = []
+        for r in notes:
+            o = frx.open(r.value)
+            assert o.header.sender == "GS" and o.attestation.router == "GS"
+            _, n = env.net.store.decode_single(o.payload, expected="net.i24.StatusNotice")
+            statuses.append((n["message_id"], n["status"], n["reason"]))
+        assert (h2.message_id, "REJECTED", "POLITICAL") in statuses
+        assert (h1.message_id, "DELIVERED", None) in statuses
+        assert sum(s[1] == "HELD_FOR_REVIEW" for s in statuses) == 2
+
+        # The audit chain holds all four decisions and verifies.
+        c = AIOKafkaConsumer(
+            **env.conn.client_kwargs(), isolation_level="read_committed", enable_auto_commit=False
+        )
+        await c.start()
+        try:
+            recs = [r async for r in read_records(c, topic=env.topics.audit)]
+        finally:
+            await c.stop()
+        report = verify_chain(recs, env.net.store)
+        assert report.ok, report.problems
+        actions = []
+        for r in recs:
+            _, a = env.net.store.decode_single(r.value)
+            actions.append((a["action"], a["actor"]))
+        assert ("REJECTED", "reviewer.alice") in actions
+        assert ("APPROVED", "reviewer.bob") in actions
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
