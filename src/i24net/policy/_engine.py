@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from i24net.policy._model import Basis, Outcome, Policy, RefugeeCondition, Rule, When
-from i24net.policy._text import compile_term, find_terms
+from i24net.policy._text import compile_term, normalise
 
 PROTECTED = frozenset({"RECOGNISED_REFUGEE", "ASYLUM_SEEKER"})
 
@@ -166,10 +167,11 @@ class Engine:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self._indicators = [
-            (ind, [(t, compile_term(t)) for terms in ind.terms.values() for t in terms])
-            for ind in policy.indicators
-        ]
+        self._indicators = []
+        for ind in policy.indicators:
+            pats = [(t, compile_term(t)) for terms in ind.terms.values() for t in terms]
+            anyone = re.compile("|".join(f"(?:{p.pattern})" for _, p in pats))
+            self._indicators.append((ind, pats, anyone))
         self._wanted = frozenset(policy.wanted_person_kinds)
         self._review = frozenset(policy.review_kinds)
         self._risk = frozenset(policy.risk_categories)
@@ -177,11 +179,13 @@ class Engine:
         self._not_ordinary = frozenset(policy.not_ordinary_crime)
 
     def indicators(self, texts: Sequence[str]) -> tuple[Hit, ...]:
+        norm = [normalise(t) for t in texts if t]
         out = []
-        for ind, patterns in self._indicators:
-            found = find_terms(patterns, texts)
-            if found:
-                out.append(Hit(ind.id, ind.category, tuple(found)))
+        for ind, patterns, anyone in self._indicators:
+            if not any(anyone.search(t) for t in norm):
+                continue
+            found = [term for term, pat in patterns if any(pat.search(t) for t in norm)]
+            out.append(Hit(ind.id, ind.category, tuple(found)))
         return tuple(out)
 
     def _derive(self, facts: Facts) -> _Derived:

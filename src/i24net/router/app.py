@@ -251,6 +251,11 @@ class RouterApp:
         fetched = await c.getmany(timeout_ms=s.poll_timeout_ms if idle else 0, max_records=2000)
         for records in fetched.values():
             self.scheduler.add(records)
+        if fetched and len(self.scheduler) < s.batch_max_records and s.batch_linger_ms:
+            # A short linger fills the transaction (its commit costs a few round trips).
+            more = await c.getmany(timeout_ms=s.batch_linger_ms, max_records=2000)
+            for records in more.values():
+                self.scheduler.add(records)
         self._flow_control()
         batch = self.scheduler.next_batch(s.batch_max_records)
         self.metrics.queued.set(len(self.scheduler))

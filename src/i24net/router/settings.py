@@ -86,6 +86,8 @@ class RouterSection(_S):
     metadata_max_age_ms: Annotated[int, Field(ge=100)] = 5000
     batch_max_records: Annotated[int, Field(ge=1, le=10_000)] = 200
     poll_timeout_ms: Annotated[int, Field(ge=1)] = 100
+    batch_linger_ms: Annotated[int, Field(ge=0)] = 10
+    """After a fetch, wait this long for more records before starting a transaction."""
     buffer_per_partition: Annotated[int, Field(ge=1)] = 2000
     notice_lifetime_ms: Annotated[int, Field(ge=60_000)] = 3 * 24 * 3_600_000
     directory_refresh_ms: Annotated[int, Field(ge=100)] = 5000
