@@ -276,7 +276,7 @@ async def test_hold_review_reject_and_approve_with_audit(env: Env) -> None:
                 env.topics.out("FR"), key=h.message_id.encode(), value=d, headers=hints(h)
             )
         deadline = time.monotonic() + 30
-        while len(svc.held) < 2 and time.monotonic() < deadline:
+        while len(svc.held) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
         assert set(svc.held) == {h1.message_id, h2.message_id}
         shown = svc.show(h2.message_id)
