@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -293,15 +296,20 @@ def delivery(w: World, router: Router, to: str = "JP", text: str = "x") -> tuple
     """A genuine FR -> ``to`` delivery envelope, as the router would produce it."""
     now = system_clock()
     h = Header(
-        message_id=new_message_id(now), sender="FR",
-        sender_key_id=w.secrets["FR"].signing_key_id, recipients=Recipients.to(to),
-        kind="POLICE_MESSAGE", precedence=Precedence.ROUTINE, created_ms=now,
-        expires_ms=now + 3_600_000, language=Language.EN,
+        message_id=new_message_id(now),
+        sender="FR",
+        sender_key_id=w.secrets["FR"].signing_key_id,
+        recipients=Recipients.to(to),
+        kind="POLICE_MESSAGE",
+        precedence=Precedence.ROUTINE,
+        created_ms=now,
+        expires_ms=now + 3_600_000,
+        language=Language.EN,
         payload_fingerprint=STORE.fingerprint("net.i24.PoliceMessage"),
     )
-    payload = STORE.encode_single("net.i24.PoliceMessage", {**PM, "text": text,
-                                                              "in_reply_to": None,
-                                                              "case_reference": None})
+    payload = STORE.encode_single(
+        "net.i24.PoliceMessage", {**PM, "text": text, "in_reply_to": None, "case_reference": None}
+    )
     gs_key = w.directory.current_encryption_key("GS", now)
     env = Sender(w.secrets["FR"], gs_key, store=STORE).seal(h, payload)
     return h.message_id, router.deliver(router.open(env), [to])[to]
@@ -313,6 +321,7 @@ async def test_bad_input_and_forged_envelopes(world: World, kafka_conn: KafkaCon
     await make_topics(kafka_conn, world.prefix)
     s = world.settings("JP", kafka_conn.bootstrap, api={"max_request_bytes": 64 << 10})
     async with Gateway(s) as jp, httpx.AsyncClient(base_url=f"http://127.0.0.1:{jp.port}") as h:
+
         async def refused(body: dict[str, Any]) -> tuple[int, str]:
             r = await h.post("/v1/messages", json=body)
             return r.status_code, r.json().get("error", r.text)
@@ -322,8 +331,9 @@ async def test_bad_input_and_forged_envelopes(world: World, kafka_conn: KafkaCon
         assert await refused({**ok, "kind": "NOPE"}) == (422, "unknown_kind")
         assert await refused({**ok, "kind": "STATUS_NOTICE"}) == (422, "unknown_kind")
         assert await refused({**ok, "payload": {"text": "no subject"}}) == (422, "schema_mismatch")
-        assert await refused({**ok, "payload_avro": base64.b64encode(b"xx").decode(),
-                              "payload": None}) == (422, "schema_mismatch")
+        assert await refused(
+            {**ok, "payload_avro": base64.b64encode(b"xx").decode(), "payload": None}
+        ) == (422, "schema_mismatch")
         assert await refused({**ok, "to": ["XK"]}) == (422, "unknown_recipient")
         assert await refused({**ok, "to": []}) == (422, "unknown_recipient")
         assert await refused({**ok, "expires_ms": system_clock() - 1000}) == (422, "expired")
@@ -333,26 +343,37 @@ async def test_bad_input_and_forged_envelopes(world: World, kafka_conn: KafkaCon
         big = {**ok, "payload": {**PM, "text": "x" * (100 << 10)}}
         assert await refused(big) == (413, "oversized")
         # raw Avro: kind implied by the fingerprint
-        avro = STORE.encode_single("net.i24.PoliceMessage",
-                                   {**PM, "in_reply_to": None, "case_reference": None})
-        r = await h.post("/v1/messages/avro", params={"to": "FR", "precedence": "FLASH"},
-                         content=avro,
-                         headers={"content-type": "application/vnd.apache.avro.binary"})
+        avro = STORE.encode_single(
+            "net.i24.PoliceMessage", {**PM, "in_reply_to": None, "case_reference": None}
+        )
+        r = await h.post(
+            "/v1/messages/avro",
+            params={"to": "FR", "precedence": "FLASH"},
+            content=avro,
+            headers={"content-type": "application/vnd.apache.avro.binary"},
+        )
         assert r.status_code == 202, r.text
         metrics = (await h.get("/metrics")).text
         assert 'i24net_gateway_intake_refusals_total{reason="unknown_kind"} 2.0' in metrics
 
         # forged and tampered envelopes straight into the in topic, between good ones
-        router = Router(world.secrets["GS"], world.directory, ReplayWindow(clock=system_clock),
-                        store=STORE)
+        router = Router(
+            world.secrets["GS"], world.directory, ReplayWindow(clock=system_clock), store=STORE
+        )
         good1, env1 = delivery(world, router, text="first")
         good2, env2 = delivery(world, router, text="second")
         _, for_br = delivery(world, router, to="BR")
-        tampered = bytearray(env1)
+        _, env3 = delivery(world, router, text="never delivered intact")
+        tampered = bytearray(env3)
         tampered[-100] ^= 1
-        _, raw_sender = "", Sender(world.secrets["FR"],
-                                   world.directory.current_encryption_key("GS", system_clock()),
-                                   store=STORE)
+        _, raw_sender = (
+            "",
+            Sender(
+                world.secrets["FR"],
+                world.directory.current_encryption_key("GS", system_clock()),
+                store=STORE,
+            ),
+        )
         bad = [
             (b"garbage", "bad_version"),
             (bytes(tampered), None),
@@ -382,7 +403,9 @@ async def test_bad_input_and_forged_envelopes(world: World, kafka_conn: KafkaCon
         await wait_until(lambda: _len_at_least(rejected(), 4), 30, "four rejections")
         reasons = await rejected()
         assert reasons[0] == "bad_version"
-        assert reasons[1] in ("bad_signature", "decrypt_failed", "malformed", "bad_attestation")
+        assert reasons[1] in ("bad_signature", "decrypt_failed", "malformed", "bad_attestation"), (
+            reasons
+        )
         assert reasons[2] == "wrong_recipient"
         assert reasons[3] == "replayed"
         ids = [m["message_id"] for m in (await h.get("/v1/inbox")).json()["messages"]]
@@ -394,3 +417,156 @@ async def test_bad_input_and_forged_envelopes(world: World, kafka_conn: KafkaCon
 
 async def _len_at_least(coro: Any, n: int) -> bool:
     return len(await coro) >= n
+
+
+async def inbox_ids(c: AsyncGatewayClient) -> list[str]:
+    ids: list[str] = []
+    cursor = 0
+    while True:
+        res = await c.inbox(after=cursor, limit=1000)
+        ids += [m["message_id"] for m in res["messages"]]
+        if not res["messages"]:
+            return ids
+        cursor = res["cursor"]
+
+
+async def submit_many(
+    c: AsyncGatewayClient, keys: list[str], accepted: dict[str, str], *, concurrency: int = 16
+) -> None:
+    """Submit one message per idempotency key; record 202s; stop quietly on failures."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(k: str) -> None:
+        async with sem:
+            try:
+                accepted[k] = await c.send(
+                    "POLICE_MESSAGE", to=["JP"], payload=PM, idempotency_key=k
+                )
+            except Exception:
+                pass
+
+    await asyncio.gather(*(one(k) for k in keys))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    code = "import sys; from i24net.cli import main; sys.exit(main())"
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-c", code, "gateway", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def wait_http(url: str, seconds: float = 30) -> None:
+    async with httpx.AsyncClient() as h:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if (await h.get(url + "/healthz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"{url} did not come up")
+
+
+@pytest.mark.slow
+async def test_kill_9_mid_stream_then_restart(world: World, kafka_conn: KafkaConnection) -> None:
+    await make_topics(kafka_conn, world.prefix)
+    port = free_port()
+    cfg = world.toml("FR", kafka_conn.bootstrap, port)
+    url = f"http://127.0.0.1:{port}"
+    router = FakeRouter(world, kafka_conn, ("FR", "JP"))
+    router.notices = False
+    keys = [f"k{i:04d}" for i in range(1000)]
+    accepted: dict[str, str] = {}
+    proc = spawn_gateway(cfg, world.dir / "fr.log")
+    try:
+        async with (
+            Gateway(world.settings("JP", kafka_conn.bootstrap)) as jp,
+            running(router.run),
+            AsyncGatewayClient(url) as cfr,
+            AsyncGatewayClient(f"http://127.0.0.1:{jp.port}") as cjp,
+        ):
+            await wait_http(url)
+            sender = asyncio.create_task(submit_many(cfr, keys, accepted))
+            await wait_until(lambda: len(accepted) >= 400, 60, "400 accepted")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            await sender
+            first = dict(accepted)
+            assert 400 <= len(first) < 1000
+            proc = spawn_gateway(cfg, world.dir / "fr.log")
+            await wait_http(url)
+            # integrators retry what got no 202, with the same idempotency keys
+            await submit_many(cfr, [k for k in keys if k not in accepted], accepted)
+            assert len(accepted) == 1000
+            for k, mid in first.items():  # a retry of an accepted key returns the same id
+                assert accepted[k] == mid
+
+            async def all_there() -> bool:
+                return len(await inbox_ids(cjp)) >= 1000
+
+            await wait_until(all_there, 90, "1000 messages at JP")
+            await asyncio.sleep(1)
+            ids = await inbox_ids(cjp)
+            assert len(ids) == len(set(ids))
+            assert set(accepted.values()) <= set(ids)
+            extra = set(ids) - set(accepted.values())
+            # a request committed just before the kill whose 202 was lost is delivered too,
+            # and its retry (same key) returned its id, so nothing is extra
+            assert not extra
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            t0 = time.monotonic()
+            proc.wait(30)
+            assert time.monotonic() - t0 < 15, "SIGTERM stop took too long"
+            assert proc.returncode == 0
+
+
+@pytest.mark.slow
+async def test_broker_down_30s_intake_keeps_accepting(
+    world: World, broker_factory: Callable[..., Any]
+) -> None:
+    broker = broker_factory()
+    conn = KafkaConnection(bootstrap=broker.bootstrap)
+    await make_topics(conn, world.prefix)
+    accepted: list[str] = []
+    async with (
+        Gateway(world.settings("FR", broker.bootstrap)) as fr,
+        Gateway(world.settings("JP", broker.bootstrap)) as jp,
+        AsyncGatewayClient(f"http://127.0.0.1:{fr.port}") as cfr,
+        AsyncGatewayClient(f"http://127.0.0.1:{jp.port}") as cjp,
+    ):
+        router = FakeRouter(world, conn, ("FR", "JP"))
+        async with running(router.run):
+            for _ in range(5):
+                accepted.append(await cfr.send("POLICE_MESSAGE", to=["JP"], payload=PM))
+            await wait_until(lambda: router.routed >= 5, 30, "first five routed")
+        await asyncio.to_thread(broker.stop)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 30:
+            accepted.append(
+                await cfr.send("POLICE_MESSAGE", to=["JP"], payload=PM, precedence="FLASH")
+            )
+            await asyncio.sleep(0.5)
+        assert (await cfr.summary())["outbox"]["pending_messages"] > 0
+        await asyncio.to_thread(broker.start)
+        router = FakeRouter(world, conn, ("FR", "JP"))
+        async with running(router.run):
+
+            async def all_there() -> bool:
+                return set(accepted) <= set(await inbox_ids(cjp))
+
+            await wait_until(all_there, 90, "every accepted message at JP")
+        ids = await inbox_ids(cjp)
+        assert len(ids) == len(set(ids))
+        assert len(accepted) > 30  # 5 before, about one every 0.5-1 s during the outage

@@ -3,8 +3,9 @@
 One idempotent producer (``acks=all``). Each round takes the highest
 precedence envelopes in intake order, sends them, waits for every ack, then
 marks them SENT in one transaction. A failed round (broker down, timeout)
-closes the producer and retries the same envelopes after a backoff: Kafka
-may then hold a copy twice, which the router and the recipients deduplicate
+retries the same envelopes after a backoff with the same producer (which
+reconnects by itself); any other error replaces the producer. Kafka may
+then hold a copy twice, which the router and the recipients deduplicate
 by message id. The broker being away never blocks the intake.
 """
 
@@ -120,7 +121,8 @@ class Drainer:
                         self.backlog.messages,
                         backoff,
                     )
-                    await self._drop_producer()
+                    if not _transient(exc):
+                        await self._drop_producer()
                     await _wait_any(stop, seconds=backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
@@ -179,6 +181,19 @@ class Drainer:
             )
         self._last_progress = now
         self._sent_since_progress = 0
+
+
+def _transient(exc: BaseException) -> bool:
+    """A broker that is away (aiokafka reconnects by itself): keep the producer.
+
+    Stopping a producer while its sender is reconnecting leaks the connection
+    it is opening (aiokafka), and a new producer per retry would only add to it.
+    """
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, RequestTimedOutError
+
+    return isinstance(
+        exc, TimeoutError | KafkaConnectionError | KafkaTimeoutError | RequestTimedOutError
+    )
 
 
 async def _wait_any(*events: asyncio.Event, seconds: float) -> None:
