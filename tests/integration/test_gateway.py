@@ -366,14 +366,6 @@ async def test_bad_input_and_forged_envelopes(world: World, kafka_conn: KafkaCon
         _, env3 = delivery(world, router, text="never delivered intact")
         tampered = bytearray(env3)
         tampered[-100] ^= 1
-        _, raw_sender = (
-            "",
-            Sender(
-                world.secrets["FR"],
-                world.directory.current_encryption_key("GS", system_clock()),
-                store=STORE,
-            ),
-        )
         bad = [
             (b"garbage", "bad_version"),
             (bytes(tampered), None),
@@ -438,12 +430,10 @@ async def submit_many(
 
     async def one(k: str) -> None:
         async with sem:
-            try:
+            with contextlib.suppress(Exception):  # no 202: the integrator retries later
                 accepted[k] = await c.send(
                     "POLICE_MESSAGE", to=["JP"], payload=PM, idempotency_key=k
                 )
-            except Exception:
-                pass
 
     await asyncio.gather(*(one(k) for k in keys))
 
