@@ -313,28 +313,30 @@ def review_router(svc: ReviewService) -> APIRouter:
     ) -> str:
         return svc.identify(authorization, x_i24_reviewer)
 
-    Who = Annotated[str, Depends(reviewer)]
+    # Not an Annotated alias: with postponed annotations FastAPI resolves names in the
+    # module's globals, and a local alias would silently turn into a query parameter.
+    who_dep = Depends(reviewer)
 
     @r.get("/held")
-    async def list_held(who: Who) -> list[dict[str, Any]]:
+    async def list_held(who: str = who_dep) -> list[dict[str, Any]]:
         return svc.held_list()
 
     @r.get("/held/{message_id}")
-    async def show(message_id: str, who: Who) -> dict[str, Any]:
+    async def show(message_id: str, who: str = who_dep) -> dict[str, Any]:
         try:
             return svc.show(message_id)
         except NotHeld as exc:
             raise HTTPException(404, str(exc)) from exc
 
     @r.post("/held/{message_id}/approve")
-    async def approve(message_id: str, body: Approve, who: Who) -> dict[str, Any]:
+    async def approve(message_id: str, body: Approve, who: str = who_dep) -> dict[str, Any]:
         try:
             return await svc.approve(message_id, who, body.explanation)
         except NotHeld as exc:
             raise HTTPException(404, str(exc)) from exc
 
     @r.post("/held/{message_id}/reject")
-    async def reject(message_id: str, body: Reject, who: Who) -> dict[str, Any]:
+    async def reject(message_id: str, body: Reject, who: str = who_dep) -> dict[str, Any]:
         try:
             return await svc.reject(message_id, who, body.grounds, body.explanation)
         except NotHeld as exc:

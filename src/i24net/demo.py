@@ -1,0 +1,401 @@
+"""``i24net demo``: the whole network on one machine, narrated.
+
+What it does, with real parts only (a Kafka 4.x broker, the ``i24net gateway``
+and ``i24net router`` daemons as separate processes, PyNaCl, Avro, SQLite):
+
+1. starts a local Kafka broker (KRaft, loopback);
+2. generates keys for every member country's NCB and the GS, signs the
+   directory with a fresh GS root key, creates the topics;
+3. starts the router and three bureau gateways (FR, JP, BR);
+4. FR asks for a Red Notice about a fraud suspect, to ALL stations: the
+   router screens it and delivers it to every station; JP and BR show it,
+   verified, in their inboxes and FR sees the receipts;
+5. JP sends a diffusion to FR and BR;
+6. BR sends a wanted-person diffusion whose facts are political (taking part
+   in a demonstration): the router holds it for review, a GS reviewer rejects
+   it, and BR is told why;
+7. the audit chain is walked and verified;
+8. everything is stopped, the broker too.
+
+State goes to ``var/demo/`` (wiped at each run); logs of each process are kept
+there for a look afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from i24net.client import GatewayClient
+from i24net.kafka import Broker, BrokerSettings, KafkaConnection
+from i24net.kafka.broker import free_port
+from i24net.router.settings import Topics
+from i24net.router.testing import (
+    build_network,
+    police_message,
+    provision,
+    red_notice,
+    settings_toml,
+)
+from i24net.stations import all_stations
+
+GATEWAYS = ("FR", "JP", "BR")
+POLICY = Path(__file__).resolve().parents[2] / "deploy" / "policy" / "article3.toml"
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def step(n: int, text: str) -> None:
+    say(f"\n[{n}] {text}")
+
+
+class Processes:
+    """Child daemons, stopped with SIGTERM (then SIGKILL) whatever happens."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        cmd = [sys.executable, "-m", "i24net", *args]
+        self.children[name] = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        log.close()
+
+    def check_alive(self) -> None:
+        for name, proc in self.children.items():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with code {proc.returncode}; see {self.logs / (name + '.log')}"
+                )
+
+    def stop(self, timeout_s: float = 15.0) -> dict[str, int | None]:
+        for proc in self.children.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes: dict[str, int | None] = {}
+        deadline = time.monotonic() + timeout_s
+        for name, proc in self.children.items():
+            try:
+                codes[name] = proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[name] = proc.wait()
+        self.children.clear()
+        return codes
+
+
+def wait_until(check: Callable[[], bool], within_s: float, what: str, procs: Processes) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        procs.check_alive()
+        with contextlib.suppress(httpx.HTTPError):
+            if check():
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out after {within_s:.0f}s waiting for {what}")
+
+
+def ready(url: str) -> bool:
+    return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+
+
+def gateway_toml(code: str, base: Path, bootstrap: str, port: int) -> Path:
+    path = base / f"gateway-{code}.toml"
+    path.write_text(
+        "\n".join(
+            [
+                f'station = "{code}"',
+                f'data_dir = "{base / ("gw-" + code)}"',
+                "shutdown_grace_s = 5",
+                "[keys]",
+                f'secret = "{base / "keys" / (code + ".secret.json")}"',
+                f'root_public = "{base / "keys" / "gs-root.public.json"}"',
+                "[directory]",
+                f'entries = "{base / "directory"}"',
+                "[kafka]",
+                f'bootstrap = "{bootstrap}"',
+                "[api]",
+                'host = "127.0.0.1"',
+                f"port = {port}",
+                "[outbox]",
+                "retry_backoff_s = 0.5",
+                "",
+            ]
+        )
+    )
+    return path
+
+
+def wait_status(
+    client: GatewayClient, message_id: str, done: Callable[[dict[str, Any]], bool], within_s: float
+) -> dict[str, Any]:
+    """Long-poll the sender's status view until ``done`` holds or time runs out."""
+    deadline = time.monotonic() + within_s
+    status: dict[str, Any] = client.status(message_id)
+    while not done(status) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = client.status(message_id, wait=2, since=status["status"])
+    return status
+
+
+def receipted(status: dict[str, Any]) -> list[str]:
+    return [s["station"] for s in status["stations"] if s["receipted_ms"]]
+
+
+def delivered(status: dict[str, Any]) -> list[str]:
+    return [s["station"] for s in status["stations"] if s["delivered_ms"]]
+
+
+def inbox_has(client: GatewayClient, message_id: str) -> bool:
+    try:
+        client.fetch(message_id)
+    except Exception:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def local_broker(base: Path) -> Iterator[Broker]:
+    broker = Broker(BrokerSettings(data_dir=base / "kafka", heap="768m"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def run(base: Path = Path("var/demo")) -> int:
+    # The narration is the output; client libraries' chatter goes to the process logs.
+    for noisy in ("httpx", "aiokafka", "i24net.kafka"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    base = base.resolve()
+    if base.exists():
+        shutil.rmtree(base)
+    (base / "logs").mkdir(parents=True)
+    t0 = time.monotonic()
+    say("i24net demo: a real Kafka broker, the GS router and three bureau gateways\n")
+
+    step(1, "starting a local Apache Kafka broker (KRaft, loopback) ...")
+    with local_broker(base) as broker:
+        say(
+            f"    broker ready at {broker.bootstrap} in {broker.started_in_s:.1f}s "
+            f"(log {broker.log_path})"
+        )
+        procs = Processes(base / "logs")
+        try:
+            return _scenario(base, broker, procs, t0)
+        finally:
+            codes = procs.stop()
+            if codes:
+                say(f"\nstopped: {', '.join(f'{n} (exit {c})' for n, c in codes.items())}")
+            say("stopping the broker ...")
+
+
+def _scenario(base: Path, broker: Broker, procs: Processes, t0: float) -> int:
+    now_ms = int(time.time() * 1000)
+    step(2, "keys for every station, the GS-signed directory, topics ...")
+    stations = sorted(all_stations())
+    net = build_network(stations, base / "keys", now_ms=now_ms)
+    entries = base / "directory"
+    entries.mkdir()
+    for code, entry in net.entries.items():
+        (entries / f"{code}.entry").write_bytes(entry)
+    say(
+        f"    {len(net.directory)} stations in the directory (the 196 member NCBs, the GS, "
+        "regional bureaus, UN/EU offices), each record signed by the GS root key"
+    )
+    conn = KafkaConnection(bootstrap=broker.bootstrap, client_id="i24net-demo")
+    asyncio.run(provision(conn, net, Topics(), out_partitions=1))
+    say(
+        "    topics i24.out.<station> and i24.in.<station> created for "
+        f"{len(net.directory)} stations"
+    )
+
+    step(3, "starting the router and the gateways FR, JP, BR (separate processes) ...")
+    router_port = free_port()
+    router_cfg = base / "router.toml"
+    router_cfg.write_text(
+        settings_toml(
+            instance="demo",
+            bootstrap=broker.bootstrap,
+            prefix="",
+            keys_dir=base / "keys",
+            state_dir=base / "router",
+            policy=POLICY,
+            port=router_port,
+        )
+    )
+    procs.start("router", "router", "--config", str(router_cfg))
+    urls: dict[str, str] = {}
+    for code in GATEWAYS:
+        port = free_port()
+        urls[code] = f"http://127.0.0.1:{port}"
+        procs.start(
+            f"gateway-{code}",
+            "gateway",
+            "--config",
+            str(gateway_toml(code, base, broker.bootstrap, port)),
+        )
+    router_url = f"http://127.0.0.1:{router_port}"
+    wait_until(lambda: ready(router_url), 90, "the router", procs)
+    for code, url in urls.items():
+        wait_until(lambda url=url: ready(url), 60, f"gateway {code}", procs)  # type: ignore[misc]
+    say(f"    router {router_url}  gateways " + "  ".join(f"{c} {u}" for c, u in urls.items()))
+    clients = {code: GatewayClient(url, timeout=30) for code, url in urls.items()}
+    try:
+        return _exchanges(clients, router_url, router_cfg, procs, t0)
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+def _exchanges(
+    clients: dict[str, GatewayClient],
+    router_url: str,
+    router_cfg: Path,
+    procs: Processes,
+    t0: float,
+) -> int:
+    fr, jp, br = clients["FR"], clients["JP"], clients["BR"]
+    failures: list[str] = []
+
+    step(4, "FR asks for a Red Notice (fraud suspect) to ALL stations ...")
+    red = fr.send(
+        "RED_NOTICE_REQUEST",
+        to_all=True,
+        payload=red_notice(
+            "Organised investment fraud: 240 victims, EUR 3.1 million diverted "
+            "through shell companies.",
+            family_name="Martin",
+            forenames="Paul",
+            nationalities=["FR"],
+        ),
+        precedence="PRIORITY",
+        offence_categories=["FRAUD"],
+    )
+    say(f"    accepted at FR: message {red}")
+    wait_until(
+        lambda: inbox_has(jp, red) and inbox_has(br, red), 60, "the Red Notice at JP and BR", procs
+    )
+    item = jp.fetch(red)
+    say("    JP stored it after verifying the sender's signature and the router's attestation:")
+    say(
+        f"      sender {item['sender']}, kind {item['kind']}, router decision {item['decision']}, "
+        f"subject {item['payload']['subject']['family_name']}"
+    )
+    st = wait_status(fr, red, lambda s: {"JP", "BR"} <= set(receipted(s)), 30)
+    say(
+        f"    FR status: {st['status']}; delivered to {len(delivered(st))} stations; "
+        f"signed receipts from {', '.join(receipted(st)) or 'none yet'} (the only gateways running)"
+    )
+    if not {"JP", "BR"} <= set(receipted(st)):
+        failures.append("FR did not get receipts from JP and BR")
+
+    step(5, "JP sends a diffusion to FR and BR ...")
+    dif = jp.send(
+        "POLICE_MESSAGE",
+        to=["FR", "BR"],
+        payload=police_message(
+            "Stolen vehicle VIN WVWZZZ1JZXW000001 seen at the port of Kobe.", "Stolen vehicle"
+        ),
+        precedence="IMMEDIATE",
+    )
+    wait_until(
+        lambda: inbox_has(fr, dif) and inbox_has(br, dif), 60, "the diffusion at FR and BR", procs
+    )
+    say(f"    FR and BR stored {dif}: {fr.fetch(dif)['payload']['text']!r}")
+    st = wait_status(jp, dif, lambda s: {"FR", "BR"} <= set(receipted(s)), 30)
+    say(f"    JP status: {st['status']}; receipts from {', '.join(receipted(st))}")
+
+    step(6, "BR sends a wanted-person diffusion whose facts are political ...")
+    facts = (
+        "Took part in an unauthorised demonstration against the government "
+        "and insulted the head of state."
+    )
+    wanted = red_notice(
+        facts, category="OTHER", family_name="Silva", forenames="Ana", nationalities=["BR"]
+    )
+    del wanted["countries_likely_visited"]
+    wanted["action_requested"] = "Locate and arrest with a view to extradition"
+    pol = br.send("WANTED_PERSON_DIFFUSION", to=["FR", "JP"], payload=wanted, precedence="ROUTINE")
+    held = wait_status(br, pol, lambda s: s["status"] != "SENT" and s["status"] != "ACCEPTED", 30)
+    say(f"    BR status: {held['status']} (the GS router held it before any delivery)")
+    if held["status"] != "HELD_FOR_REVIEW":
+        failures.append(f"the political diffusion was {held['status']}, not held")
+    review = httpx.Client(
+        base_url=router_url, headers={"X-I24-Reviewer": "gs-reviewer-1"}, timeout=10
+    )
+    with review:
+        queue = review.get("/review/held").json()
+        say(
+            f"    GS review queue: {len(queue)} held: "
+            + ", ".join(f"{h['message_id']} from {h['sender']} ({h['rule']})" for h in queue)
+        )
+        detail = review.get(f"/review/held/{pol}").json()
+        screen = detail.get("screen", {})
+        say(
+            f"    the reviewer sees the screen's reasons {screen.get('reasons')} "
+            f"(would otherwise match {screen.get('also_matched')})"
+        )
+        facts = (detail.get("payload") or {}).get("case", {}).get("facts")
+        if facts:
+            say(f"    and the facts, decrypted with the GS key: {facts!r}")
+        res = review.post(
+            f"/review/held/{pol}/reject",
+            json={"grounds": "POLITICAL", "explanation": "Predominantly political (Article 3)."},
+        )
+        say(f"    reviewer gs-reviewer-1 rejected it: HTTP {res.status_code} {res.text[:200]}")
+    refused = wait_status(br, pol, lambda s: s["status"] in ("REJECTED", "REFUSED"), 30)
+    say(
+        f"    BR status: {refused['status']}; reason: {refused['reason']}; "
+        f"explanation: {refused['explanation']}"
+    )
+    if refused["status"] not in ("REJECTED", "REFUSED"):
+        failures.append("BR was not told of the rejection")
+    if inbox_has(jp, pol):
+        failures.append("the rejected message reached JP")
+
+    step(7, "walking and verifying the audit chain ...")
+    proc = subprocess.run(
+        [sys.executable, "-m", "i24net", "audit", "verify", "--config", str(router_cfg)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if " INFO " not in ln]
+    say("    " + "\n    ".join(lines[-6:]))
+    if proc.returncode != 0:
+        failures.append("audit verify failed")
+
+    step(
+        8, f"done in {time.monotonic() - t0:.0f}s; stopping the gateways, the router and the broker"
+    )
+    for f in failures:
+        say(f"    PROBLEM: {f}")
+    return 1 if failures else 0
+
+
+def main() -> int:
+    try:
+        return run(Path(os.environ.get("I24NET_DEMO_DIR", "var/demo")))
+    except KeyboardInterrupt:
+        say("\ninterrupted; everything started has been stopped")
+        return 130
