@@ -1,0 +1,128 @@
+"""PNG plots of one run (matplotlib, the ``bench`` extra; skipped when it is missing).
+
+- ``throughput.png``: msgs/s of each stage and of the whole pipeline, bars,
+  each labelled with its ratio to the plaintext relay baseline of the same run;
+- ``latency.png``: p50 / p99 / p99.9 end to end against the offered load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def throughput_bars(result: dict[str, Any]) -> list[tuple[str, float, str]]:
+    """(label, msgs/s, group) for the bar chart, from the sections that ran."""
+    s = result.get("sections", {})
+    bars: list[tuple[str, float, str]] = []
+
+    def add(label: str, value: Any, group: str) -> None:
+        if isinstance(value, int | float) and value == value and value > 0:
+            bars.append((label, float(value), group))
+
+    t = s.get("transport", {})
+    add("aiokafka\nproduce→consume", t.get("end_to_end_msgs_per_s"), "baseline")
+    add(
+        "plaintext relay\n(baseline)",
+        s.get("relay_baseline", {}).get("relay_msgs_per_s"),
+        "baseline",
+    )
+    p = s.get("pipeline", {})
+    add("i24net\nend to end", p.get("msgs_per_s"), "i24net")
+    add("gateway\nHTTP intake", p.get("intake_msgs_per_s"), "stage")
+    g = s.get("gateway", {})
+    add("gateway\noutbox drain", g.get("drain_msgs_per_s"), "stage")
+    add("gateway\ninbound store", g.get("inbound_msgs_per_s"), "stage")
+    f = s.get("fairness", {})
+    add("router\n(in-process)", f.get("router_single_msgs_per_s"), "stage")
+    sc = s.get("scale", {})
+    add("1 router\nprocess", sc.get("routers_1_msgs_per_s"), "stage")
+    add("2 router\nprocesses", sc.get("routers_2_msgs_per_s"), "stage")
+    return bars
+
+
+def write(result: dict[str, Any], folder: Path) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no plots")
+        return []
+    written: list[Path] = []
+    machine = result.get("machine", {})
+    where = (
+        f"{machine.get('cpu_model', '?')}, {machine.get('cores', '?')} cores"
+        f" — {result.get('started', '')}"
+    )
+
+    bars = throughput_bars(result)
+    relay = result.get("sections", {}).get("relay_baseline", {}).get("relay_msgs_per_s")
+    if bars:
+        colors = {"baseline": "#8c8c8c", "i24net": "#d62728", "stage": "#1f77b4"}
+        fig, ax = plt.subplots(figsize=(11, 5.5))
+        xs = range(len(bars))
+        ax.bar(xs, [b[1] for b in bars], color=[colors[b[2]] for b in bars])
+        ax.set_xticks(list(xs), [b[0] for b in bars], fontsize=8.5)
+        ax.set_ylabel("messages per second (1 KiB payloads)")
+        ax.set_title(f"Throughput against the plaintext relay baseline\n{where}", fontsize=10)
+        top = max(b[1] for b in bars)
+        for x, (_, v, _) in zip(xs, bars, strict=True):
+            label = f"{v:,.0f}"
+            if relay:
+                label += f"\n{v / relay:.2f}×"
+            ax.text(x, v + top * 0.01, label, ha="center", va="bottom", fontsize=8)
+        if relay:
+            ax.axhline(relay * 0.5, color="#d62728", linestyle="--", linewidth=1)
+            ax.text(
+                len(bars) - 0.5,
+                relay * 0.5,
+                "target: 0.5 × relay",
+                ha="right",
+                va="bottom",
+                fontsize=8,
+                color="#d62728",
+            )
+        ax.set_ylim(0, top * 1.18)
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        path = folder / "throughput.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    levels = result.get("sections", {}).get("latency", {}).get("levels", [])
+    if levels:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        rates = [lv["target_rate"] for lv in levels]
+        for key, label, style in (
+            ("p50_ms", "p50", "o-"),
+            ("p99_ms", "p99", "s-"),
+            ("p999_ms", "p99.9", "^-"),
+        ):
+            ax.plot(rates, [lv[key] for lv in levels], style, label=label)
+        for lv in levels:
+            ax.annotate(
+                f"{lv['fraction']:.0%}",
+                (lv["target_rate"], lv["p50_ms"]),
+                textcoords="offset points",
+                xytext=(0, -14),
+                ha="center",
+                fontsize=8,
+            )
+        ax.axhline(
+            25, color="#d62728", linestyle="--", linewidth=1, label="target p99 at 50 %: 25 ms"
+        )
+        ax.set_yscale("log")
+        ax.set_xlabel("offered load, messages per second (open loop; % of the measured maximum)")
+        ax.set_ylabel("end-to-end latency, ms (log scale)")
+        ax.set_title(f"Latency percentiles against load\n{where}", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = folder / "latency.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

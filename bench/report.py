@@ -1,0 +1,409 @@
+"""The figures of one ``make bench`` run: summary rows with targets, the terminal
+table and ``docs/benchmarks.md`` (pure functions of the result dict; no broker).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.procstat import cpu_model, memory_gib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Row:
+    section: str
+    label: str
+    value: float | None
+    unit: str
+    target: str = ""
+    status: str = ""  # PASS, MISS or "" (no target, or not measured)
+
+
+def _get(d: dict[str, Any], *path: str) -> Any:
+    node: Any = d
+    for p in path:
+        if not isinstance(node, dict) or p not in node:
+            return None
+        node = node[p]
+    return node
+
+
+def _num(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return None
+    return None if math.isnan(x) else float(x)
+
+
+def _check(value: float | None, op: str, limit: float) -> str:
+    if value is None:
+        return ""
+    return "PASS" if (value >= limit if op == ">=" else value <= limit) else "MISS"
+
+
+def machine(kafka_version: str | None = None) -> dict[str, Any]:
+    if kafka_version is None:
+        try:
+            from i24net.kafka.dist import pom_kafka_version
+
+            kafka_version = pom_kafka_version(ROOT / "deploy" / "kafka" / "pom.xml")
+        except Exception:
+            kafka_version = "unknown"
+    return {
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_gib(), 1),
+        "python": platform.python_version(),
+        "kafka": kafka_version,
+        "platform": platform.platform(),
+        "commit": _commit(),
+        "loadavg_at_start": loadavg(),
+    }
+
+
+def loadavg() -> str:
+    """The 1/5/15-minute load averages: the host may be shared with other work."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def rows(result: dict[str, Any]) -> list[Row]:
+    """The summary, in report order; a section that did not run gives no rows."""
+    s = result.get("sections", {})
+    out: list[Row] = []
+
+    def add(
+        section: str,
+        label: str,
+        value: Any,
+        unit: str,
+        target: tuple[str, float] | None = None,
+    ) -> None:
+        v = _num(value)
+        if target is None:
+            out.append(Row(section, label, v, unit))
+        else:
+            op, limit = target
+            shown = f"{'≥' if op == '>=' else '≤'} {limit:g}"
+            out.append(Row(section, label, v, unit, shown, _check(v, op, limit)))
+
+    if c := s.get("crypto"):
+        add("crypto", "seal, 1 KiB", c.get("seal_1k"), "µs")
+        add(
+            "crypto",
+            "router open + deliver to 1, 1 KiB",
+            _sum(c, "route_open_1k", "route_deliver1_1k"),
+            "µs",
+        )
+        add("crypto", "open (verify + decrypt), 1 KiB", c.get("open_1k"), "µs")
+        add("crypto", "(seal + open) / primitives, 1 KiB", c.get("ratio_1k"), "×", ("<=", 1.25))
+        add(
+            "crypto",
+            "broadcast to 195, per recipient",
+            c.get("broadcast195_1k_per_recipient"),
+            "µs",
+        )
+    if t := s.get("transport"):
+        add("transport", "aiokafka produce → consume", t.get("end_to_end_msgs_per_s"), "msgs/s")
+        add("transport", "produce → consume p99", t.get("latency_p99_ms"), "ms")
+    relay = _num(_get(s, "relay_baseline", "relay_msgs_per_s"))
+    if relay is not None:
+        add("transport", "plaintext relay baseline", relay, "msgs/s")
+    if p := s.get("pipeline"):
+        rate = _num(p.get("msgs_per_s"))
+        add("pipeline", "i24net end to end (stored at JP)", rate, "msgs/s")
+        ratio = rate / relay if rate is not None and relay else None
+        add("pipeline", "end to end / relay baseline", ratio, "×", (">=", 0.5))
+        add("pipeline", "integrator intake (HTTP POST)", p.get("intake_msgs_per_s"), "msgs/s")
+    if b := s.get("broadcast"):
+        add("broadcast", "broadcasts to 195 stations", b.get("broadcasts_per_s"), "/s", (">=", 20))
+        add("broadcast", "deliveries", b.get("deliveries_per_s"), "/s")
+        add("broadcast", "one broadcast: last recipient stored", b.get("last_recipient_ms"), "ms")
+    if lat := s.get("latency"):
+        for lv in lat.get("levels", []):
+            pct = f"{lv['fraction']:.0%} load ({lv['target_rate']:,.0f}/s)"
+            add("latency", f"p50 at {pct}", lv.get("p50_ms"), "ms")
+            target = ("<=", 25.0) if abs(lv["fraction"] - 0.5) < 1e-9 else None
+            add("latency", f"p99 at {pct}", lv.get("p99_ms"), "ms", target)
+            add("latency", f"p99.9 at {pct}", lv.get("p999_ms"), "ms")
+    if f := s.get("fairness"):
+        add("fairness", "quiet station p99 alone", f.get("router_quiet_p99_ms_alone"), "ms")
+        add(
+            "fairness", "quiet station p99 during a flood", f.get("router_quiet_p99_ms_flood"), "ms"
+        )
+        add(
+            "fairness",
+            "p99 ratio flood / alone",
+            f.get("router_quiet_p99_ratio_flood_vs_alone"),
+            "×",
+            ("<=", 2),
+        )
+        add(
+            "fairness",
+            "router alone (in-process), 1 recipient",
+            f.get("router_single_msgs_per_s"),
+            "msgs/s",
+        )
+        add("fairness", "router alone, broadcasts to 195", f.get("router_broadcasts_per_s"), "/s")
+    if sc := s.get("scale"):
+        add("scale", "1 router process", sc.get("routers_1_msgs_per_s"), "msgs/s")
+        add("scale", "2 router processes, same group", sc.get("routers_2_msgs_per_s"), "msgs/s")
+        add("scale", "speed-up 2 vs 1", sc.get("speedup"), "×")
+    if r := s.get("resources"):
+        gw = [_num(r.get(f"peak_rss_mib_gateway_{c}")) for c in ("FR", "JP")]
+        gw_ok = [x for x in gw if x is not None]
+        add(
+            "resources",
+            "gateway peak RSS (FR, JP: max)",
+            max(gw_ok) if gw_ok else None,
+            "MiB",
+            ("<=", 150),
+        )
+        add("resources", "router peak RSS", r.get("peak_rss_mib_router"), "MiB", ("<=", 300))
+    if p := s.get("pipeline"):
+        add(
+            "resources",
+            "CPU per 1,000 msgs: gateway FR (sends)",
+            p.get("cpu_s_per_1k_gateway_FR"),
+            "s",
+        )
+        add(
+            "resources",
+            "CPU per 1,000 msgs: gateway JP (stores)",
+            p.get("cpu_s_per_1k_gateway_JP"),
+            "s",
+        )
+        add("resources", "CPU per 1,000 msgs: router", p.get("cpu_s_per_1k_router"), "s")
+    if g := s.get("gateway"):
+        add("gateway", "intake (HTTP, in-process)", g.get("intake_rps"), "msgs/s")
+        add("gateway", "outbox drain", g.get("drain_msgs_per_s"), "msgs/s")
+        add("gateway", "inbound verify + store", g.get("inbound_msgs_per_s"), "msgs/s")
+    if sec := s.get("secured"):
+        add("secured", "plaintext listener", sec.get("plaintext_end_to_end_msgs_per_s"), "msgs/s")
+        add(
+            "secured", "SASL_SSL (TLS + SCRAM)", sec.get("sasl_ssl_end_to_end_msgs_per_s"), "msgs/s"
+        )
+        add("secured", "SASL_SSL / plaintext", sec.get("sasl_ssl_vs_plaintext_throughput"), "×")
+    return out
+
+
+def _sum(d: dict[str, Any], *keys: str) -> float | None:
+    vals = [_num(d.get(k)) for k in keys]
+    return None if any(v is None for v in vals) else sum(v for v in vals if v is not None)
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def table(result: dict[str, Any]) -> str:
+    """The terminal table."""
+    rs = rows(result)
+    w = max([len(r.label) for r in rs] + [20])
+    lines = [f"{'section':<10} {'figure':<{w}} {'value':>12} {'unit':<7} {'target':<8} result"]
+    lines.append("-" * len(lines[0]))
+    for r in rs:
+        lines.append(
+            f"{r.section:<10} {r.label:<{w}} {fmt(r.value):>12} {r.unit:<7} "
+            f"{r.target:<8} {r.status}"
+        )
+    return "\n".join(lines)
+
+
+def misses(result: dict[str, Any]) -> list[Row]:
+    return [r for r in rows(result) if r.status == "MISS"]
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def markdown(result: dict[str, Any], analysis: str = "") -> str:
+    """``docs/benchmarks.md`` for one run."""
+    m = result.get("machine", {})
+    mode = result.get("mode", "full")
+    lines = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by `make bench` (python -m bench) from bench/results/latest.json;"
+        " edit bench/report.py or bench/analysis.md, not this file. -->",
+        "",
+        f"Run of {result.get('started', '?')} ({mode} run, "
+        f"{_duration(result.get('duration_s'))}), commit `{m.get('commit', '?')}`.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| CPU | {m.get('cpu_model', '?')} |",
+        f"| cores | {m.get('cores', '?')} |",
+        f"| memory | {m.get('memory_gib', '?')} GiB |",
+        f"| Python | {m.get('python', '?')} |",
+        f"| Kafka | {m.get('kafka', '?')} (one local KRaft broker, loopback, plaintext"
+        " unless stated) |",
+        f"| OS | {m.get('platform', '?')} |",
+        f"| load average (1/5/15 min) | at start {m.get('loadavg_at_start', '?')}, "
+        f"at end {m.get('loadavg_at_end', '?')} |",
+        "",
+        "Everything runs on this one machine at once: the broker, the gateway and",
+        "router processes and the load generator share its cores, so ratios taken",
+        "in the same run mean more than the absolute figures.",
+        "",
+        "## Summary",
+        "",
+        "| section | figure | value | unit | target | result |",
+        "|---|---|---:|---|---|---|",
+    ]
+    for r in rows(result):
+        lines.append(
+            f"| {r.section} | {_md_escape(r.label)} | {fmt(r.value)} | {r.unit} | "
+            f"{r.target} | {r.status} |"
+        )
+    missed = misses(result)
+    lines += ["", "## Targets missed", ""]
+    if missed:
+        lines += [
+            f"- {r.section}: {r.label} = {fmt(r.value)} {r.unit} (target {r.target})"
+            for r in missed
+        ]
+    else:
+        lines.append("None in this run.")
+    lat = _get(result, "sections", "latency", "levels")
+    if lat:
+        lines += [
+            "",
+            "## Latency under open-loop load",
+            "",
+            "Messages are sent on a fixed schedule (rate × duration), never waiting for",
+            "earlier replies; latency runs from each message's scheduled send time to",
+            "its storage in the JP gateway's inbox (`received_ms`), so queueing in the",
+            "generator, the HTTP intake, the outbox, the router or the inbound stream",
+            "all count (no coordinated omission).",
+            "",
+            "| load | rate (msgs/s) | sent | stored | p50 ms | p99 ms | p99.9 ms | max ms |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for lv in lat:
+            lines.append(
+                f"| {lv['fraction']:.0%} | {fmt(lv['target_rate'])} | {lv['scheduled']} | "
+                f"{lv['stored']} | {fmt(lv['p50_ms'])} | {fmt(lv['p99_ms'])} | "
+                f"{fmt(lv['p999_ms'])} | {fmt(lv['max_ms'])} |"
+            )
+    lines += ["", "## How each figure is measured", "", *METHOD, ""]
+    lines += ["## Details (raw figures of each section)", ""]
+    for name, sec in result.get("sections", {}).items():
+        flat = _flatten(sec)
+        if not flat:
+            continue
+        lines += [f"### {name}", "", "| key | value |", "|---|---:|"]
+        lines += [f"| {k} | {v} |" for k, v in flat]
+        lines.append("")
+    if analysis.strip():
+        lines += ["## Analysis", "", analysis.strip(), ""]
+    lines += [
+        "## Reproduce",
+        "",
+        "```",
+        "make bench                        # full run (python -m bench)",
+        ".venv/bin/python -m bench --quick # small counts, a smoke run",
+        ".venv/bin/python -m bench --only pipeline,latency",
+        "```",
+        "",
+        "JSON: `bench/results/<timestamp>.json` and `bench/results/latest.json`; plots:",
+        "`bench/results/throughput.png` (throughput against the relay baseline) and",
+        "`bench/results/latency.png` (percentiles against load).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _duration(s: Any) -> str:
+    v = _num(s)
+    return "?" if v is None else f"{v / 60:.1f} min"
+
+
+def _flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if isinstance(d, dict):
+        for k, v in d.items():
+            if k == "runs":
+                continue
+            out += _flatten(v, f"{prefix}{k}." if isinstance(v, dict | list) else f"{prefix}{k}")
+    elif isinstance(d, list):
+        if all(isinstance(x, dict) for x in d):
+            for i, x in enumerate(d):
+                out += _flatten(x, f"{prefix}{i}.")
+        else:
+            out.append((prefix.rstrip("."), ", ".join(_show(x) for x in d)))
+    else:
+        out.append((prefix, _show(d)))
+    return out
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, float):
+        return fmt(v)
+    return _md_escape(str(v))
+
+
+METHOD = [
+    "- **crypto**: `bench/crypto.py`, PyNaCl primitives and the envelope operations one",
+    "  message needs, timed alone in one process (median of 3).",
+    "- **transport**: `bench/transport.py`; aiokafka produce → consume of 1 KiB records",
+    "  (idempotent, `acks=all`), and the **plaintext relay baseline**: producer → relay",
+    "  (consume + re-produce) → consumer, 1 KiB, no crypto, no policy.",
+    "- **pipeline**: `bench/pipeline.py`; `i24net gateway` (FR, JP) and `i24net router` as",
+    "  separate processes. The bench posts 1 KiB police messages to FR's HTTP API",
+    "  (bounded concurrency) and long-polls JP's inbox; throughput is the count over",
+    "  the time from the first POST to the last `received_ms` at JP (signing,",
+    "  encryption, screening, attestation, verification and SQLite storage included;",
+    "  JP's delivery receipts travel back to FR through the router as well).",
+    "- **broadcast**: FR sends `to_all` (195 recipients). No 195 gateways run: the bench",
+    "  reads every `i24.in.<station>` topic `read_committed` (a delivery counts once",
+    "  the router's transaction has committed it) and afterwards opens each delivery",
+    "  with that station's `Receiver`. Broadcasts/s from a burst; *last recipient* is",
+    "  the median over broadcasts sent alone.",
+    "- **latency**: open-loop load at 25/50/90 % of the pipeline rate measured above.",
+    "- **fairness**: `bench/router.py` (in-process `RouterApp`): p99 of a quiet station",
+    "  sending at a steady pace, alone and while another station floods a backlog.",
+    "- **scale**: a pre-sealed backlog from 16 stations, drained by 1 and then by 2",
+    "  `i24net router` processes in one consumer group on the same partitions.",
+    "- **resources**: peak RSS is `VmHWM` of each service process over the pipeline,",
+    "  latency and broadcast parts; CPU seconds per 1,000 messages are",
+    "  `/proc/<pid>/stat` utime + stime over the pipeline burst.",
+    "- **gateway**: `bench/gateway.py` (one in-process gateway: HTTP intake, outbox",
+    "  drain, inbound verify + store).",
+    "- **secured**: `bench/secured.py`; a second, secured broker (TLS + SASL/SCRAM and",
+    "  ACLs) with an extra plaintext listener; the same produce → consume over both.",
+]
+
+Formatter = Callable[[dict[str, Any]], str]
