@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 I24NET := $(VENV)/bin/i24net
 STAMP  := $(VENV)/.installed
 
-.PHONY: help deps venv broker-jars test test-unit test-integration lint demo bench clean
+.PHONY: help deps venv broker-jars test test-unit lint demo demo-secure bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ lint: venv  ## ruff, ruff format, mypy --strict
 
 demo: broker-jars  ## start a broker and show messages going through i24net
 	$(I24NET) demo
+
+demo-secure: broker-jars  ## the same demo with TLS, per-station SCRAM credentials and ACLs
+	$(I24NET) demo --secure
 
 bench: broker-jars  ## benchmarks; table on the terminal, JSON in bench/results/
 	$(PY) -m bench

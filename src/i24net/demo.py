@@ -26,13 +26,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,29 @@ def ready(url: str) -> bool:
     return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
 
 
-def gateway_toml(code: str, base: Path, bootstrap: str, port: int) -> Path:
+@dataclass(frozen=True)
+class Net:
+    """How the demo's processes reach the broker: plaintext, or TLS + SCRAM per principal."""
+
+    bootstrap: str
+    admin: KafkaConnection
+    ca_file: Path | None = None
+    credentials: Path | None = None
+
+    def kafka_toml(self, user: str) -> list[str]:
+        lines = [f'bootstrap = "{self.bootstrap}"']
+        if self.credentials is not None:
+            lines += [
+                'security_protocol = "SASL_SSL"',
+                'sasl_mechanism = "SCRAM-SHA-512"',
+                f'username = "{user}"',
+                f'password_file = "{self.credentials / (user + ".password")}"',
+                f'ca_file = "{self.ca_file}"',
+            ]
+        return lines
+
+
+def gateway_toml(code: str, base: Path, net: Net, port: int) -> Path:
     path = base / f"gateway-{code}.toml"
     path.write_text(
         "\n".join(
@@ -130,7 +152,7 @@ def gateway_toml(code: str, base: Path, bootstrap: str, port: int) -> Path:
                 "[directory]",
                 f'entries = "{base / "directory"}"',
                 "[kafka]",
-                f'bootstrap = "{bootstrap}"',
+                *net.kafka_toml(code),
                 "[api]",
                 'host = "127.0.0.1"',
                 f"port = {port}",
@@ -172,19 +194,27 @@ def inbox_has(client: GatewayClient, message_id: str) -> bool:
 
 
 @contextlib.contextmanager
-def local_broker(base: Path) -> Iterator[Broker]:
-    broker = Broker(BrokerSettings(data_dir=base / "kafka", heap="768m"))
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+def local_broker(base: Path, secure: bool) -> Iterator[tuple[Broker, Net]]:
+    """A plaintext broker, or with ``secure`` TLS + SCRAM + ACLs provisioned per station."""
+    if not secure:
+        broker = Broker(BrokerSettings(data_dir=base / "kafka", heap="768m"))
+        broker.start()
+        try:
+            yield broker, Net(broker.bootstrap, KafkaConnection(broker.bootstrap, client_id="demo"))
+        finally:
+            broker.stop()
+        return
+    from i24net.provision import start_secured_broker
+
+    with start_secured_broker(base / "kafka", sorted(all_stations()), heap="768m") as sb:
+        say(f"    TLS (dev CA {sb.ca_file}), SCRAM-SHA-512 users and ACLs: {sb.report.summary()}")
+        yield sb.broker, Net(sb.bootstrap, sb.admin, sb.ca_file, sb.credentials_dir)
 
 
-def run(base: Path = Path("var/demo")) -> int:
+def run(base: Path = Path("var/demo"), *, secure: bool = False) -> int:
     # The narration is the output; client libraries' chatter goes to the process logs.
-    for noisy in ("httpx", "aiokafka", "i24net.kafka"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    for noisy in ("httpx", "aiokafka", "i24net.kafka", "i24net.provision"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     base = base.resolve()
     if base.exists():
         shutil.rmtree(base)
@@ -192,15 +222,16 @@ def run(base: Path = Path("var/demo")) -> int:
     t0 = time.monotonic()
     say("i24net demo: a real Kafka broker, the GS router and three bureau gateways\n")
 
-    step(1, "starting a local Apache Kafka broker (KRaft, loopback) ...")
-    with local_broker(base) as broker:
+    what = "with TLS, per-station credentials and ACLs" if secure else "plaintext"
+    step(1, f"starting a local Apache Kafka broker (KRaft, loopback, {what}) ...")
+    with local_broker(base, secure) as (broker, net):
         say(
             f"    broker ready at {broker.bootstrap} in {broker.started_in_s:.1f}s "
             f"(log {broker.log_path})"
         )
         procs = Processes(base / "logs")
         try:
-            return _scenario(base, broker, procs, t0)
+            return _scenario(base, net, procs, t0)
         finally:
             codes = procs.stop()
             if codes:
@@ -208,7 +239,7 @@ def run(base: Path = Path("var/demo")) -> int:
             say("stopping the broker ...")
 
 
-def _scenario(base: Path, broker: Broker, procs: Processes, t0: float) -> int:
+def _scenario(base: Path, kafka: Net, procs: Processes, t0: float) -> int:
     now_ms = int(time.time() * 1000)
     step(2, "keys for every station, the GS-signed directory, topics ...")
     stations = sorted(all_stations())
@@ -221,8 +252,7 @@ def _scenario(base: Path, broker: Broker, procs: Processes, t0: float) -> int:
         f"    {len(net.directory)} stations in the directory (the 196 member NCBs, the GS, "
         "regional bureaus, UN/EU offices), each record signed by the GS root key"
     )
-    conn = KafkaConnection(bootstrap=broker.bootstrap, client_id="i24net-demo")
-    asyncio.run(provision(conn, net, Topics(), out_partitions=1))
+    asyncio.run(provision(kafka.admin, net, Topics(), out_partitions=1))
     say(
         "    topics i24.out.<station> and i24.in.<station> created for "
         f"{len(net.directory)} stations"
@@ -231,17 +261,19 @@ def _scenario(base: Path, broker: Broker, procs: Processes, t0: float) -> int:
     step(3, "starting the router and the gateways FR, JP, BR (separate processes) ...")
     router_port = free_port()
     router_cfg = base / "router.toml"
-    router_cfg.write_text(
-        settings_toml(
-            instance="demo",
-            bootstrap=broker.bootstrap,
-            prefix="",
-            keys_dir=base / "keys",
-            state_dir=base / "router",
-            policy=POLICY,
-            port=router_port,
-        )
+    router_toml = settings_toml(
+        instance="demo",
+        bootstrap=kafka.bootstrap,
+        prefix="",
+        keys_dir=base / "keys",
+        state_dir=base / "router",
+        policy=POLICY,
+        port=router_port,
     )
+    router_toml = router_toml.replace(
+        f'bootstrap = "{kafka.bootstrap}"', "\n".join(kafka.kafka_toml("router"))
+    )
+    router_cfg.write_text(router_toml)
     procs.start("router", "router", "--config", str(router_cfg))
     urls: dict[str, str] = {}
     for code in GATEWAYS:
@@ -251,13 +283,16 @@ def _scenario(base: Path, broker: Broker, procs: Processes, t0: float) -> int:
             f"gateway-{code}",
             "gateway",
             "--config",
-            str(gateway_toml(code, base, broker.bootstrap, port)),
+            str(gateway_toml(code, base, kafka, port)),
         )
     router_url = f"http://127.0.0.1:{router_port}"
     wait_until(lambda: ready(router_url), 90, "the router", procs)
     for code, url in urls.items():
         wait_until(lambda url=url: ready(url), 60, f"gateway {code}", procs)  # type: ignore[misc]
     say(f"    router {router_url}  gateways " + "  ".join(f"{c} {u}" for c, u in urls.items()))
+    if kafka.credentials is not None:
+        answer = asyncio.run(try_read_as("FR", "i24.in.JP", kafka))
+        say(f"    FR's broker credentials trying to read JP's inbox topic: {answer}")
     clients = {code: GatewayClient(url, timeout=30) for code, url in urls.items()}
     try:
         return _exchanges(clients, router_url, router_cfg, procs, t0)
@@ -393,9 +428,28 @@ def _exchanges(
     return 1 if failures else 0
 
 
-def main() -> int:
+async def try_read_as(user: str, topic: str, kafka: Net) -> str:
+    """What the broker answers when ``user`` tries to read ``topic``."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.errors import KafkaError
+
+    assert kafka.credentials is not None and kafka.ca_file is not None
+    conn = KafkaConnection(
+        kafka.bootstrap,
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        user,
+        (kafka.credentials / f"{user}.password").read_text().strip(),
+        kafka.ca_file,
+    )
+    consumer = AIOKafkaConsumer(topic, group_id=f"i24.gw.{user}", **conn.client_kwargs())
     try:
-        return run(Path(os.environ.get("I24NET_DEMO_DIR", "var/demo")))
-    except KeyboardInterrupt:
-        say("\ninterrupted; everything started has been stopped")
-        return 130
+        await consumer.start()
+        await asyncio.wait_for(consumer.getone(), 10)
+    except KafkaError as exc:
+        return f"refused by the broker: {type(exc).__name__}"
+    except TimeoutError:
+        return "no error within 10 s (NOT refused)"
+    finally:
+        await consumer.stop()
+    return "read a record (NOT refused)"

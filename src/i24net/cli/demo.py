@@ -23,10 +23,15 @@ def register(sub: Any) -> None:
         default=Path("var/demo"),
         help="working folder, wiped at start; logs stay there (default: %(default)s)",
     )
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="run the broker with TLS, SCRAM credentials per station and ACLs",
+    )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from i24net.demo import run
 
-    return run(args.dir)
+    return run(args.dir, secure=args.secure)

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from i24net.errors import BrokerError, ConfigError
+from i24net.errors import BrokerAuthorizationError, BrokerError, ConfigError
 
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
+TOPIC_AUTHORIZATION_FAILED = 29
+CLUSTER_AUTHORIZATION_FAILED = 31
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,9 @@ async def _wait_for_leaders(admin: Any, names: list[str], timeout_s: float = 15.
 async def ensure_topics(conn: KafkaConnection, topics: Iterable[TopicSpec]) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
-    Idempotent: a topic that already exists is left as it is.
+    Idempotent: a topic that already exists is left as it is. Existing topics are
+    looked up first, so a principal without the right to create topics (a station
+    or the router on a secured broker) passes when ``i24net provision`` made them.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -100,6 +104,11 @@ async def ensure_topics(conn: KafkaConnection, topics: Iterable[TopicSpec]) -> l
     admin = AIOKafkaAdminClient(**conn.client_kwargs())
     await admin.start()
     try:
+        described = await admin.describe_topics([s.name for s in specs])
+        existing = {t["topic"] for t in described if t["error_code"] == 0}
+        missing = [s for s in specs if s.name not in existing]
+        if not missing:
+            return []
         response = await admin.create_topics(
             [
                 NewTopic(
@@ -108,19 +117,24 @@ async def ensure_topics(conn: KafkaConnection, topics: Iterable[TopicSpec]) -> l
                     replication_factor=s.replication_factor,
                     topic_configs=dict(s.config),
                 )
-                for s in specs
+                for s in missing
             ]
         )
-        await _wait_for_leaders(admin, [s.name for s in specs])
+        await _wait_for_leaders(admin, [s.name for s in missing])
     finally:
         await admin.close()
     created: list[str] = []
     for entry in response.topic_errors:
         name, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else ""
         if code == 0:
             created.append(name)
+        elif code in (TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED):
+            raise BrokerAuthorizationError(
+                f"topic {name} does not exist and user {conn.username or 'ANONYMOUS'} may not "
+                "create it: create it with `i24net provision`"
+            )
         elif code != TOPIC_ALREADY_EXISTS:
-            message = entry[2] if len(entry) > 2 else ""
             raise BrokerError(f"creating topic {name} failed: error code {code} {message}")
     if created:
         log.info("created topics: %s", ", ".join(created))
