@@ -56,25 +56,25 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "transport": ({"count": 3000}, {"count": 20000}),
     "pipeline": (
         {
-            "messages": 150,
-            "load_s": 5.0,
+            "messages": 60,
+            "load_s": 4.0,
             "isolated": 1,
-            "burst": 5,
-            "scale_messages": 300,
+            "burst": 3,
+            "scale_messages": 100,
         },
         {
-            "messages": 1000,
+            "messages": 600,
             "load_s": 20.0,
             "isolated": 3,
-            "burst": 20,
+            "burst": 10,
             "scale_messages": 2000,
         },
     ),
     "fairness": (
-        {"messages": 200, "broadcasts": 5, "flood": 500, "quiet": 30},
-        {"messages": 1000, "broadcasts": 20, "flood": 2000, "quiet": 100},
+        {"messages": 100, "broadcasts": 3, "flood": 200, "quiet": 20},
+        {"messages": 600, "broadcasts": 10, "flood": 1500, "quiet": 100},
     ),
-    "gateway": ({"messages": 300}, {"messages": 2000}),
+    "gateway": ({"messages": 200}, {"messages": 1500}),
     "secured": ({"count": 2000, "rounds": 1}, {"count": 10000, "rounds": 2}),
 }
 
@@ -152,6 +152,12 @@ def main() -> int:
     docs.add_argument("--docs", action="store_true", help="regenerate docs/benchmarks.md")
     docs.add_argument("--no-docs", action="store_true", help="leave docs/benchmarks.md alone")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for JSON and PNG")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the gateway and router processes under pyinstrument "
+        "(reports: bench/results/profile-<service>.txt)",
+    )
     args = parser.parse_args()
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # retries are noise here
     chosen = _sections(args.only)
@@ -160,6 +166,8 @@ def main() -> int:
     def size(name: str) -> dict[str, Any]:
         return dict(SIZES[name][q])
 
+    if args.profile:
+        args.results.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "mode": "quick" if args.quick else "full",
@@ -190,7 +198,8 @@ def main() -> int:
             try:
                 say(f"broker up in {broker.started_in_s:.1f}s at {broker.bootstrap}; warming up")
                 _guard(result, "warmup", lambda: asyncio.run(_warm_group_coordinator(conn)))
-                _with_broker(result, chosen, conn, size)
+                profile = args.results if args.profile else None
+                _with_broker(result, chosen, conn, size, profile)
             finally:
                 say("stopping the broker ...")
                 broker.stop()
@@ -219,6 +228,7 @@ def _with_broker(
     chosen: list[str],
     conn: KafkaConnection,
     size: Callable[[str], dict[str, Any]],
+    profile_dir: Path | None = None,
 ) -> None:
     sections: dict[str, Any] = result["sections"]
     if "transport" in chosen:
@@ -247,7 +257,9 @@ def _with_broker(
         out = _guard(
             result,
             "pipeline",
-            lambda: asyncio.run(pipeline.run(conn, parts=parts, say=say, **kw)),
+            lambda: asyncio.run(
+                pipeline.run(conn, parts=parts, say=say, profile_dir=profile_dir, **kw)
+            ),
         )
         for name, sec in (out or {}).items():
             sections[name] = sec

@@ -129,8 +129,11 @@ class Service:
 class Cluster:
     """Keys for every member station, topics under a unique prefix, service processes."""
 
-    def __init__(self, conn: KafkaConnection, tmp: Path, say: Say) -> None:
+    def __init__(
+        self, conn: KafkaConnection, tmp: Path, say: Say, profile_dir: Path | None = None
+    ) -> None:
         self.conn, self.tmp, self.say = conn, tmp, say
+        self.profile_dir = profile_dir
         self.topics = Topics(prefix=f"bench-{uuid.uuid4().hex[:8]}.")
         self.group = f"{self.topics.prefix}router"
         self.stations = sorted(MEMBER_COUNTRIES)
@@ -155,6 +158,11 @@ class Cluster:
     def _spawn(self, name: str, args: list[str]) -> Service:
         log = self.tmp / f"{name}.log"
         cmd = [sys.executable, "-c", "from i24net.cli import main; raise SystemExit(main())"]
+        script = Path(sys.executable).parent / "i24net"
+        if self.profile_dir is not None and script.exists():
+            # pyinstrument writes its report when the service exits (SIGTERM: clean stop)
+            out = self.profile_dir / f"profile-{name}.txt"
+            cmd = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(out), str(script)]
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [*cmd, *args], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -579,13 +587,14 @@ async def run(
     burst: int = 30,
     scale_messages: int = 3000,
     max_rate: float | None = None,
+    profile_dir: Path | None = None,
     say: Say = print,
 ) -> dict[str, Any]:
     """The end-to-end figures; ``max_rate`` (msgs/s) stands in if ``pipeline`` is not run."""
     parts = set(parts)
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="i24net-bench-pipeline-") as d:
-        cl = Cluster(conn, Path(d), say)
+        cl = Cluster(conn, Path(d), say, profile_dir)
         try:
             await cl.setup()
             if parts & {"pipeline", "latency", "broadcast"}:
@@ -647,7 +656,7 @@ async def run(
                     cl.services.remove(svc)
             if "scale" in parts:
                 if max_rate:  # about 30 s per drain at the pipeline's rate, on a slow host
-                    scale_messages = int(min(scale_messages, max(200, 30 * max_rate)))
+                    scale_messages = int(min(scale_messages, max(100, 30 * max_rate)))
                 say(f"  scale: a backlog of {scale_messages} drained by 1, then 2 routers ...")
                 out["scale"] = await scale(cl, scale_messages, (1, 2), say)
         finally:
