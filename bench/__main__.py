@@ -158,7 +158,17 @@ def main() -> int:
         help="run the gateway and router processes under pyinstrument "
         "(reports: bench/results/profile-<service>.txt)",
     )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="no run: redo the table, plots and docs from a saved result",
+    )
     args = parser.parse_args()
+    if args.render is not None:
+        saved = json.loads(args.render.read_text())
+        _render(saved, args)
+        return 0
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # retries are noise here
     chosen = _sections(args.only)
     q = 0 if args.quick else 1
@@ -293,6 +303,12 @@ def _write(result: dict[str, Any], args: argparse.Namespace) -> None:
     text = json.dumps(result, indent=2, default=str) + "\n"
     for path in (folder / f"{stamp}.json", folder / "latest.json"):
         path.write_text(text)
+    _render(result, args)
+
+
+def _render(result: dict[str, Any], args: argparse.Namespace) -> None:
+    folder: Path = args.results
+    folder.mkdir(parents=True, exist_ok=True)
     print("\n" + report.table(result), flush=True)
     if result["errors"]:
         print(f"\nsections that failed: {result['errors']}")
