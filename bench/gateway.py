@@ -3,7 +3,12 @@
 ``run(conn, ...) -> dict`` (synchronous; ``run_async`` inside a loop):
 
 - ``intake_rps``: POST /v1/messages through the real HTTP API with a bounded
-  number of concurrent clients (validate + seal + durable SQLite commit);
+  number of concurrent clients (validate + seal + durable SQLite commit). The
+  load generator runs in **its own process** (a minimal keep-alive HTTP/1.1
+  client over ``concurrency`` connections), so that its CPU time is not
+  charged to the gateway's event loop; ``intake_rps_1`` is the same with one
+  client, ``intake_p50_ms``/``intake_p99_ms`` the request latencies seen by
+  the clients, ``intake_commits`` the SQLite commits the requests shared;
 - ``drain_msgs_per_s``: outbox -> ``out`` topic, acked (``acks=all``), measured on
   a backlog built while the producer was held back;
 - ``inbound_msgs_per_s``: delivery envelopes pre-produced to the ``in`` topic,
@@ -14,13 +19,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import multiprocessing
 import tempfile
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from i24net.client import AsyncGatewayClient
 from i24net.clock import system_clock
 from i24net.directory import Directory, StationRecord
 from i24net.envelope import (
@@ -84,6 +91,62 @@ def _settings(tmp: Path, code: str, conn: KafkaConnection, prefix: str) -> Any:
     )
 
 
+async def _load_async(
+    port: int, body: bytes, messages: int, concurrency: int
+) -> tuple[float, list[float]]:
+    """POST ``body`` ``messages`` times over ``concurrency`` keep-alive connections."""
+    request = (
+        b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    left = messages
+    latencies: list[float] = []
+
+    async def client() -> None:
+        nonlocal left
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while left > 0:
+                left -= 1
+                t0 = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                answer = await reader.readexactly(length)
+                if status != 202:
+                    raise RuntimeError(f"intake answered {status}: {answer[:200]!r}")
+                latencies.append(time.perf_counter() - t0)
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return time.perf_counter() - t0, latencies
+
+
+def load(port: int, body: bytes, messages: int, concurrency: int) -> tuple[float, list[float]]:
+    """The load generator's entry point (run in a separate process): (seconds, latencies)."""
+    return asyncio.run(_load_async(port, body, messages, concurrency))
+
+
+async def _intake(
+    pool: ProcessPoolExecutor, port: int, messages: int, concurrency: int
+) -> tuple[float, list[float]]:
+    body = json.dumps({"kind": "POLICE_MESSAGE", "to": ["JP"], "payload": PM}).encode()
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(pool, load, port, body, messages, concurrency)
+
+
+def _ms(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return 1000 * ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 async def run_async(
     conn: KafkaConnection, *, messages: int = 3000, concurrency: int = 16
 ) -> dict[str, Any]:
@@ -106,24 +169,28 @@ async def run_async(
             await real_run(stop)
 
         gw.drainer.run = held  # type: ignore[method-assign]
-        async with gw, AsyncGatewayClient(f"http://127.0.0.1:{gw.port}") as c:
-            sem = asyncio.Semaphore(concurrency)
-
-            async def one() -> None:
-                async with sem:
-                    await c.send("POLICE_MESSAGE", to=["JP"], payload=PM)
-
-            t0 = time.perf_counter()
-            await asyncio.gather(*(one() for _ in range(messages)))
-            dt = time.perf_counter() - t0
+        spawn = multiprocessing.get_context("spawn")
+        async with gw:
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                await _intake(pool, gw.port, 50, 4)  # warm-up (imports, connections)
+                single = max(100, messages // 10)
+                dt, _ = await _intake(pool, gw.port, single, 1)
+                out["intake_rps_1"] = single / dt
+                commits, cpu = gw.db.commits, time.process_time()
+                dt, lat = await _intake(pool, gw.port, messages, concurrency)
+                out["intake_commits"] = gw.db.commits - commits
+                out["intake_cpu_ms_per_request"] = 1000 * (time.process_time() - cpu) / messages
             out["intake_rps"] = messages / dt
+            out["intake_p50_ms"] = _ms(lat, 0.5)
+            out["intake_p99_ms"] = _ms(lat, 0.99)
             out["rss_mib_after_intake"] = _rss_mib()
             # 2. drain the backlog
             t0 = time.perf_counter()
             gate.set()
             while gw.backlog.messages:  # noqa: ASYNC110 (polling a counter, by design)
                 await asyncio.sleep(0.02)
-            out["drain_msgs_per_s"] = messages / (time.perf_counter() - t0)
+            total = messages + single + 50
+            out["drain_msgs_per_s"] = total / (time.perf_counter() - t0)
         # 3. inbound: pre-produce deliveries to JP, then time verify + store
         from aiokafka import AIOKafkaProducer
 
@@ -175,8 +242,23 @@ def run(conn: KafkaConnection, **kw: Any) -> dict[str, Any]:
     return asyncio.run(run_async(conn, **kw))
 
 
-if __name__ == "__main__":
-    import json
+def main() -> None:
+    """``python -m bench.gateway [BOOTSTRAP]``: without a bootstrap, a local broker is started."""
     import sys
 
-    print(json.dumps(run(KafkaConnection(bootstrap=sys.argv[1])), indent=2))
+    if len(sys.argv) > 1:
+        print(json.dumps(run(KafkaConnection(bootstrap=sys.argv[1])), indent=2))
+        return
+    from i24net.kafka import Broker, BrokerSettings
+
+    with tempfile.TemporaryDirectory(prefix="i24net-bench-") as d:
+        broker = Broker(BrokerSettings(data_dir=Path(d), heap="768m"))
+        broker.start()
+        try:
+            print(json.dumps(run(KafkaConnection(bootstrap=broker.bootstrap)), indent=2))
+        finally:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()

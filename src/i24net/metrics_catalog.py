@@ -26,6 +26,7 @@ CORE_GATEWAY_SERIES: tuple[str, ...] = (
     "i24net_gateway_messages_sent_total",
     "i24net_gateway_outbox_messages",
     "i24net_gateway_outbox_oldest_age_seconds",
+    "i24net_gateway_undelivered_oldest_age_seconds",
     "i24net_gateway_inbound_total",
     "i24net_gateway_stage_seconds_bucket",
     "i24net_gateway_consumer_lag",
@@ -46,11 +47,6 @@ CORE_ROUTER_SERIES: tuple[str, ...] = (
 """Series every running router exposes once it has routed traffic."""
 
 PROPOSED_SERIES: Mapping[str, str] = {
-    "i24net_gateway_undelivered_oldest_age_seconds": (
-        "gateway gauge {precedence}: age of the oldest message this station sent that has "
-        "not yet been delivered to every recipient (0 or absent when none); the "
-        "I24netUrgentMessageUndelivered / I24netRoutineMessageUndelivered alerts read it"
-    ),
     "i24net_audit_chain_problems": (
         "gauge {kind}: problems (audit ProblemKind: edit, gap, reorder, duplicate, malformed, "
         "truncated) found by the latest verification of i24.audit; the "

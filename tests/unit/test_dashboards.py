@@ -171,6 +171,18 @@ def test_core_series_are_defined() -> None:
     assert set(CORE_GATEWAY_SERIES) | set(CORE_ROUTER_SERIES) <= defined
 
 
+def test_gateway_delivery_series_are_defined() -> None:
+    """The undelivered-age gauge the delivery alerts read is exported by every gateway."""
+    gateway = CollectorRegistry()
+    GatewayMetrics.create(gateway)
+    names = exposed_names(gateway)
+    assert "i24net_gateway_undelivered_oldest_age_seconds" in names
+    assert "i24net_gateway_directory_serial" in names
+    assert not {n for n in PROPOSED_SERIES if n.startswith("i24net_gateway_")}
+    uses = {n for e in rule_expressions(RULES) for n in metric_names(e.expr)}
+    assert "i24net_gateway_undelivered_oldest_age_seconds" in uses
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="issue 7 metrics not yet defined by the gateway/router: "

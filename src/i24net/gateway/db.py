@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (rank, seq) WHERE envelope IS NOT NULL;
+CREATE INDEX IF NOT EXISTS outbox_open ON outbox (precedence, created_ms) WHERE internal = 0
+    AND status IN ('ACCEPTED', 'SENT', 'ROUTED', 'HELD_FOR_REVIEW', 'APPROVED', 'DELIVERED');
 CREATE TABLE IF NOT EXISTS outbox_stations (
     message_id TEXT NOT NULL,
     station TEXT NOT NULL,

@@ -198,6 +198,8 @@ class InboundStream:
             self.metrics.status_notices.labels(status).inc()
         for outcome in results["receipts"]:
             self.metrics.receipts_received.labels(outcome).inc()
+        for seconds in results["routed_s"]:
+            self.metrics.stage_seconds.labels("sent_to_routed").observe(seconds)
         for it in items:
             if it.receipt is not None and it.outcome == "stored":
                 self.backlog.add(len(it.receipt.envelope), it.receipt.header.created_ms)
@@ -264,8 +266,8 @@ class InboundStream:
 
     def _store_all(
         self, c: sqlite3.Connection, items: list[_Item], now: int
-    ) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {"notices": [], "receipts": []}
+    ) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {"notices": [], "receipts": [], "routed_s": []}
         for it in items:
             if it.opened is None:
                 if it.replayed_id is not None and _same_record(c, it):
@@ -325,6 +327,10 @@ class InboundStream:
             it.outcome = "stored"
             rec = it.record or {}
             if h.kind == "STATUS_NOTICE":
+                if rec["status"] == "ACCEPTED":  # the router's decision to route it
+                    sent = outbox.sent_ms(c, rec["message_id"])
+                    if sent is not None:
+                        out["routed_s"].append(max(0, rec["at_ms"] - sent) / 1000)
                 outbox.apply_notice(
                     c,
                     rec["message_id"],

@@ -31,6 +31,8 @@ class GatewayMetrics:
     stage_seconds: Histogram
     broker_up: Gauge
     directory_stations: Gauge
+    directory_serial: Gauge
+    undelivered_oldest_age: Gauge
     consumer_lag: Gauge
     inbox_unacked: Gauge
 
@@ -108,8 +110,9 @@ class GatewayMetrics:
             ),
             stage_seconds=Histogram(
                 "i24net_gateway_stage_seconds",
-                "Latency of each stage: intake_to_sent (this gateway), routed_to_stored and "
-                "end_to_end (created at the sender to stored here)",
+                "Latency of each stage: intake_to_sent (this gateway), sent_to_routed (Kafka "
+                "ack here to the router's decision, from its status notice), routed_to_stored "
+                "and end_to_end (created at the sender to stored here)",
                 ["stage"],
                 buckets=LATENCY_BUCKETS,
                 registry=r,
@@ -122,6 +125,18 @@ class GatewayMetrics:
             directory_stations=Gauge(
                 "i24net_gateway_directory_stations",
                 "Stations in the loaded, verified directory",
+                registry=r,
+            ),
+            directory_serial=Gauge(
+                "i24net_gateway_directory_serial",
+                "Highest record serial in the loaded, verified directory (grows with each change)",
+                registry=r,
+            ),
+            undelivered_oldest_age=Gauge(
+                "i24net_gateway_undelivered_oldest_age_seconds",
+                "Age of the oldest message this station sent (not expired, not refused) that is "
+                "not yet delivered to every recipient, by precedence (0 when none)",
+                ["precedence"],
                 registry=r,
             ),
             consumer_lag=Gauge(

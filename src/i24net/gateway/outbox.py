@@ -63,6 +63,17 @@ class Pending:
     internal: bool
 
 
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """One sealed envelope to queue (an intake submission or a gateway-written receipt)."""
+
+    prepared: Prepared
+    now: int
+    idem_key: str | None = None
+    request_digest: bytes | None = None
+    internal: bool = False
+
+
 def insert(
     conn: sqlite3.Connection,
     p: Prepared,
@@ -73,39 +84,74 @@ def insert(
     internal: bool = False,
 ) -> Accepted:
     """Queue a sealed envelope. With ``idem_key``, a repeat returns the first message id."""
-    if idem_key is not None:
-        row = conn.execute(
-            "SELECT id, request_digest FROM outbox WHERE idem_key = ?", (idem_key,)
-        ).fetchone()
-        if row is not None:
-            return Accepted(row[0], duplicate=True, conflict=row[1] != request_digest)
-    h = p.header
-    conn.execute(
-        "INSERT INTO outbox (id, idem_key, request_digest, rank, kind, precedence, recipients,"
-        " internal, created_ms, expires_ms, envelope, size, status, updated_ms)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ACCEPTED', ?)",
-        (
-            h.message_id,
-            idem_key,
-            request_digest,
-            p.rank,
-            h.kind,
-            h.precedence.value,
-            json.dumps(recipients_list(h.recipients)),
-            int(internal),
-            h.created_ms,
-            h.expires_ms,
-            p.envelope,
-            len(p.envelope),
-            now,
-        ),
-    )
-    conn.executemany(
-        "INSERT OR IGNORE INTO outbox_stations (message_id, station) VALUES (?, ?)",
-        [(h.message_id, s) for s in p.recipients],
-    )
-    _event(conn, h.message_id, now, "ACCEPTED")
-    return Accepted(h.message_id)
+    return insert_many(conn, [NewMessage(p, now, idem_key, request_digest, internal)])[0]
+
+
+def insert_many(conn: sqlite3.Connection, items: list[NewMessage]) -> list[Accepted]:
+    """Queue many envelopes with a constant number of statements (group commit of the intake).
+
+    Idempotency keys are checked against the table and within ``items`` (the
+    first request with a key wins; a later one is its duplicate, or a conflict
+    when its request digest differs).
+    """
+    seen: dict[str, tuple[str, bytes | None]] = {}
+    keys = sorted({i.idem_key for i in items if i.idem_key is not None})
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for key, mid, digest in conn.execute(
+            f"SELECT idem_key, id, request_digest FROM outbox WHERE idem_key IN ({marks})", chunk
+        ):
+            seen[key] = (mid, digest)
+    out: list[Accepted] = []
+    rows: list[tuple[Any, ...]] = []
+    stations: list[tuple[str, str]] = []
+    events: list[tuple[str, int]] = []
+    for item in items:
+        p, now, key = item.prepared, item.now, item.idem_key
+        h = p.header
+        if key is not None:
+            first = seen.get(key)
+            if first is not None:
+                out.append(
+                    Accepted(first[0], duplicate=True, conflict=first[1] != item.request_digest)
+                )
+                continue
+            seen[key] = (h.message_id, item.request_digest)
+        rows.append(
+            (
+                h.message_id,
+                key,
+                item.request_digest,
+                p.rank,
+                h.kind,
+                h.precedence.value,
+                json.dumps(recipients_list(h.recipients)),
+                int(item.internal),
+                h.created_ms,
+                h.expires_ms,
+                p.envelope,
+                len(p.envelope),
+                now,
+            )
+        )
+        stations.extend((h.message_id, s) for s in p.recipients)
+        events.append((h.message_id, now))
+        out.append(Accepted(h.message_id))
+    if rows:
+        conn.executemany(
+            "INSERT INTO outbox (id, idem_key, request_digest, rank, kind, precedence, recipients,"
+            " internal, created_ms, expires_ms, envelope, size, status, updated_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ACCEPTED', ?)",
+            rows,
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO outbox_stations (message_id, station) VALUES (?, ?)", stations
+        )
+        conn.executemany(
+            "INSERT INTO events (message_id, at_ms, status) VALUES (?, ?, 'ACCEPTED')", events
+        )
+    return out
 
 
 def _event(
@@ -131,6 +177,37 @@ def pending_totals(conn: sqlite3.Connection) -> tuple[int, int, int | None]:
         " WHERE envelope IS NOT NULL"
     ).fetchone()
     return int(n), int(size), oldest
+
+
+OPEN_STATUSES = ("ACCEPTED", "SENT", "ROUTED", "HELD_FOR_REVIEW", "APPROVED", "DELIVERED")
+"""Statuses of a message that may still wait for a recipient (db.py's ``outbox_open`` index)."""
+
+
+def undelivered_oldest(conn: sqlite3.Connection, now: int) -> dict[str, int]:
+    """Per precedence, ``created_ms`` of the oldest integrator message not yet delivered to
+    every recipient: some addressed station has neither a delivery nor a receipt, or (a
+    broadcast or regional message, stations unknown until the router's notice) it is not
+    DELIVERED yet. Expired messages are left out (they can no longer be delivered)."""
+    marks = ", ".join("?" * len(OPEN_STATUSES))
+    rows = conn.execute(
+        "SELECT precedence, MIN(created_ms) FROM outbox AS o"
+        f" WHERE internal = 0 AND status IN ({marks}) AND expires_ms > ? AND ("
+        "  EXISTS (SELECT 1 FROM outbox_stations AS s WHERE s.message_id = o.id"
+        "          AND s.delivered_ms IS NULL AND s.receipted_ms IS NULL)"
+        "  OR (status != 'DELIVERED' AND NOT EXISTS"
+        "      (SELECT 1 FROM outbox_stations AS s WHERE s.message_id = o.id)))"
+        " GROUP BY precedence",
+        (*OPEN_STATUSES, now),
+    ).fetchall()
+    return {str(p): int(t) for p, t in rows}
+
+
+def sent_ms(conn: sqlite3.Connection, message_id: str) -> int | None:
+    """When Kafka acknowledged an integrator message (None: not ours, internal or unsent)."""
+    row = conn.execute(
+        "SELECT sent_ms FROM outbox WHERE id = ? AND internal = 0", (message_id,)
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
 
 def next_batch(conn: sqlite3.Connection, limit: int) -> list[Pending]:
