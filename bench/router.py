@@ -36,6 +36,12 @@ from i24net.stations import MEMBER_COUNTRIES
 POLICY = Path(__file__).resolve().parents[1] / "deploy" / "policy" / "article3.toml"
 
 
+def _say(msg: str) -> None:
+    import sys
+
+    print(f"[bench.router {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def _now() -> int:
     return time.time_ns() // 1_000_000
 
@@ -105,10 +111,10 @@ async def _drain(app: RouterApp, n: int, timeout_s: float) -> float:
     times: list[float] = []
     orig = app.process
 
-    async def timed(batch: Any) -> Any:
+    async def timed(batch: Any, **kw: Any) -> Any:
         if not times:
             times.append(time.perf_counter())
-        ds = await orig(batch)
+        ds = await orig(batch, **kw)
         times.append(time.perf_counter())
         return ds
 
@@ -146,14 +152,17 @@ async def run(
         tmp = Path(d)
         topics = Topics(prefix=f"bench-{uuid.uuid4().hex[:8]}.")
         net = build_network(sorted(MEMBER_COUNTRIES), tmp / "keys", now_ms=_now())
+        _say("network built; provisioning topics")
         await provision(conn, net, topics, out_partitions=3)
         sc = _Scenario(conn, tmp, net, topics)
+        _say("provisioned; single-recipient")
 
         # 1. single-recipient throughput (backlog first, then drain)
         await sc.produce("FR", messages, Recipients.to("JP"))
         async with await sc.app("single") as app:
             secs = await _drain(app, messages, 300)
         out["router_single_msgs_per_s"] = messages / secs if secs else float("nan")
+        _say(f"single: {out['router_single_msgs_per_s']:.1f} msgs/s; broadcasts")
 
         # 2. broadcasts to 195 stations
         await sc.produce("BR", broadcasts, Recipients.all())
@@ -161,6 +170,7 @@ async def run(
             secs = await _drain(app, broadcasts, 300)
         out["router_broadcasts_per_s"] = broadcasts / secs if secs else float("nan")
         out["router_broadcast_deliveries_per_s"] = out["router_broadcasts_per_s"] * 195
+        _say(f"broadcast: {out['router_broadcasts_per_s']:.2f}/s; quiet vs flood")
 
         # 3. quiet station p99, alone and while another station floods
         for label, flooding in (("alone", False), ("flood", True)):
@@ -168,8 +178,10 @@ async def run(
                 lat: list[float] = []
                 orig = app.process
 
-                async def timed(batch: Any, _orig: Any = orig, _lat: list[float] = lat) -> Any:
-                    ds = await _orig(batch)
+                async def timed(
+                    batch: Any, _orig: Any = orig, _lat: list[float] = lat, **kw: Any
+                ) -> Any:
+                    ds = await _orig(batch, **kw)
                     t = _now()
                     for x in ds:
                         if x.header is not None and x.header.sender == "JP":

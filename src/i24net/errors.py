@@ -1,32 +1,33 @@
 """Every failure a caller of i24net may catch, under one root.
 
-    I24Error                          root; ``retriable`` says whether trying again may help
-    ├── ConfigError                   a settings file or option is wrong (fix it, then restart)
-    ├── BrokerError                   running or reaching a Kafka broker
-    │   ├── ToolMissingError          java or mvn is not installed
-    │   ├── BrokerFetchError          the broker jars could not be downloaded (retriable)
-    │   ├── PortInUseError            a port the broker needs is taken
-    │   ├── StorageNotFormattedError  the KRaft log directory was never formatted
-    │   ├── BrokerStartError          the JVM exited or never answered a metadata request
-    │   ├── BrokerUnavailableError    the broker does not answer (retriable)
-    │   ├── BrokerTlsError            the TLS handshake failed (untrusted CA, wrong host name)
-    │   ├── BrokerAuthenticationError the broker refused the credential (SASL/SCRAM)
-    │   └── BrokerAuthorizationError  the principal lacks an ACL for the operation
-    ├── CodecError                    Avro single-object encoding and schemas
-    │   ├── UnknownSchemaError        fingerprint not in the schema store
-    │   ├── SchemaMismatchError       a record does not match its schema (missing/extra field...)
-    │   └── TrailingBytesError        bytes left over after the record
-    ├── EnvelopeError                 building or reading an envelope
-    │   ├── VerificationError         the one opaque error verify/open raise at the boundary;
-    │   │                             ``reason`` (a Reason) goes to logs and metrics only
-    │   └── OversizedError            input larger than the configured bound, refused undecoded
-    ├── DirectoryError                the GS-signed station directory
-    │   └── UnknownStationError       a station code not in the directory
-    ├── KeyStoreError                 station key files (missing, bad mode, corrupt)
-    ├── PolicyError                   the neutrality policy file is invalid
-    └── ServiceError                  gateway/router runtime failures
-        ├── OutboxFullError           the gateway's disk bound is reached (retriable: 503)
-        └── IntakeRefusedError        a submitted message is refused; ``code`` names why (4xx)
+I24Error                          root; ``retriable`` says whether trying again may help
+├── ConfigError                   a settings file or option is wrong (fix it, then restart)
+├── BrokerError                   running or reaching a Kafka broker
+│   ├── ToolMissingError          java or mvn is not installed
+│   ├── BrokerFetchError          the broker jars could not be downloaded (retriable)
+│   ├── PortInUseError            a port the broker needs is taken
+│   ├── StorageNotFormattedError  the KRaft log directory was never formatted
+│   ├── BrokerStartError          the JVM exited or never answered a metadata request
+│   ├── BrokerUnavailableError    the broker does not answer (retriable)
+│   ├── BrokerTlsError            the TLS handshake failed (untrusted CA, wrong host name)
+│   ├── BrokerAuthenticationError the broker refused the credential (SASL/SCRAM)
+│   └── BrokerAuthorizationError  the principal lacks an ACL for the operation
+├── CodecError                    Avro single-object encoding and schemas
+│   ├── UnknownSchemaError        fingerprint not in the schema store
+│   ├── SchemaMismatchError       a record does not match its schema (missing/extra field...)
+│   └── TrailingBytesError        bytes left over after the record
+├── EnvelopeError                 building or reading an envelope
+│   ├── VerificationError         the one opaque error verify/open raise at the boundary;
+│   │                             ``reason`` (a Reason) goes to logs and metrics only
+│   └── OversizedError            input larger than the configured bound, refused undecoded
+├── DirectoryError                the GS-signed station directory
+│   └── UnknownStationError       a station code not in the directory
+├── KeyStoreError                 station key files (missing, bad mode, corrupt)
+├── PolicyError                   the neutrality policy file is invalid
+└── ServiceError                  gateway/router runtime failures
+    ├── OutboxFullError           the gateway's disk bound is reached (retriable: 503)
+    ├── IntakeRefusedError        a submitted message is refused; ``code`` names why (4xx)
+    └── NotHeld                   no undecided hold with that message id (router review, 404)
 """
 
 from __future__ import annotations
@@ -136,12 +137,15 @@ class VerificationError(EnvelopeError):
 
     The message shown to a caller stays opaque on purpose; ``reason`` is for
     logs and metrics, ``detail`` for operators' logs (never key material).
+    ``message_id`` is set when the envelope's signed header was read (``REPLAYED``
+    always carries it), so callers need not parse ``detail``.
     """
 
-    def __init__(self, reason: Reason, detail: str = "") -> None:
+    def __init__(self, reason: Reason, detail: str = "", *, message_id: str | None = None) -> None:
         super().__init__("envelope verification failed")
         self.reason = reason
         self.detail = detail
+        self.message_id = message_id
 
 
 class OversizedError(EnvelopeError):
@@ -187,3 +191,7 @@ class IntakeRefusedError(ServiceError):
         self.code = code
         self.detail = detail
         self.http_status = http_status
+
+
+class NotHeld(ServiceError):
+    """No undecided hold with that message id (the router's review service)."""

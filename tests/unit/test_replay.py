@@ -63,3 +63,35 @@ def test_memory_bound_evicts_closest_to_expiry() -> None:
 def test_bad_config() -> None:
     with pytest.raises(Exception, match="replay window"):
         ReplayWindow(clock=FixedClock(T0), skew_ms=-1)
+
+
+def test_record_many_one_transaction_persisted(tmp_path: Path) -> None:
+    db = tmp_path / "seen.sqlite3"
+    clock = FixedClock(T0)
+    w = ReplayWindow(clock=clock, path=db, skew_ms=MIN)
+    n = w.record_many([("a", T0 + 10 * MIN), ("b", T0 + 20 * MIN), ("old", T0 - 2 * MIN)])
+    assert n == 2 and len(w) == 2
+    assert w.record_many([]) == 0
+    assert reason_of(w, "b", T0, T0 + 20 * MIN) is Reason.REPLAYED
+    w.close()
+    w2 = ReplayWindow(clock=clock, path=db, skew_ms=MIN)
+    assert w2.seen("a") and w2.seen("b") and not w2.seen("old")
+    w2.close()
+
+
+def test_record_many_respects_memory_bound() -> None:
+    w = ReplayWindow(clock=FixedClock(T0), max_entries=2)
+    w.record_many([("a", T0 + 1 * MIN), ("b", T0 + 3 * MIN), ("c", T0 + 2 * MIN)])
+    assert len(w) == 2 and w.evicted == 1 and not w.seen("a") and w.seen("b") and w.seen("c")
+
+
+def test_replayed_error_carries_the_message_id() -> None:
+    w = ReplayWindow(clock=FixedClock(T0))
+    w.record("m-1", T0 + MIN)
+    with pytest.raises(VerificationError) as e:
+        w.check("m-1", T0, T0 + MIN)
+    assert e.value.reason is Reason.REPLAYED and e.value.message_id == "m-1"
+    assert str(e.value) == "envelope verification failed"
+    with pytest.raises(VerificationError) as e2:
+        w.check("m-2", T0, T0 - 10 * MIN)
+    assert e2.value.message_id is None

@@ -400,7 +400,9 @@ class Router:
     """The GS side: ``open`` verifies and decrypts a sender envelope, ``deliver`` re-wraps.
 
     ``deliver`` signs **one** attestation listing every recipient and makes
-    one envelope per recipient (a symmetric wrap each).
+    one envelope per recipient (a symmetric wrap each). ``originate`` makes
+    the delivery envelopes of a message the GS itself sends (status notices)
+    directly, without sealing it to itself and opening it again.
     """
 
     def __init__(
@@ -412,9 +414,11 @@ class Router:
         previous: Sequence[StationSecrets] = (),
         store: SchemaStore | None = None,
         limits: Limits = Limits(),
+        rng: Rng = os.urandom,
     ) -> None:
         self.directory = directory
         self.replay = replay
+        self.rng = rng
         self._holder = _Holder(secrets, previous)
         self._codec = _Codec(store, limits)
 
@@ -446,6 +450,42 @@ class Router:
         if record:
             self.replay.record(h.message_id, h.expires_ms)
         return Inbound(h, payload, digest, p.header_bytes, p.signature, p.nonce, p.ciphertext, key)
+
+    def originate(
+        self,
+        header: Header,
+        payload: bytes,
+        recipients: Iterable[str],
+        *,
+        decision: Decision = Decision.SCREEN_PASSED,
+        review_id: str | None = None,
+    ) -> dict[str, bytes]:
+        """Delivery envelopes, keyed by station, of a message the GS itself sends.
+
+        ``header.sender`` must be this router's station and signing key. The
+        result is byte for byte what ``Sender(gs).seal`` -> ``open`` ->
+        ``deliver`` would give for the same content key and nonce (the same
+        sender signature, one attestation, one wrap per recipient), without
+        the wrap to the GS and the verification of its own envelope.
+        """
+        s = self._holder.secrets
+        if (header.sender, header.sender_key_id) != (s.station, s.signing_key_id):
+            raise EnvelopeError(
+                f"header names sender {header.sender}/{header.sender_key_id}, "
+                f"the router's keys are {s.station}/{s.signing_key_id}"
+            )
+        if len(payload) > self._codec.limits.max_payload:
+            raise OversizedError(
+                f"payload is {len(payload)} bytes, over {self._codec.limits.max_payload}"
+            )
+        hb = self._codec.encode_header(header)
+        key = self.rng(c.KEY_SIZE)
+        nonce = self.rng(c.NONCE_SIZE)
+        ct = c.seal_body(key, nonce, payload, hb)
+        digest = c.message_digest(hb, nonce, ct)
+        sig = s.signing.sign(c.LABEL_SENDER_SIG + digest).signature
+        inbound = Inbound(header, payload, digest, hb, sig, nonce, ct, key)
+        return self.deliver(inbound, recipients, decision=decision, review_id=review_id)
 
     def deliver(
         self,

@@ -27,7 +27,16 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from i24net.audit import Chain, Entry, Head, head_of, read_records
+from i24net.audit import (
+    Chain,
+    Entry,
+    Head,
+    ProblemKind,
+    Report,
+    head_of,
+    read_records,
+    verify_chain,
+)
 from i24net.audit.topic import prime
 from i24net.clock import Clock, system_clock
 from i24net.directory import Directory, read_all
@@ -108,6 +117,7 @@ class RouterApp:
         self._paused: set[Any] = set()
         self.committed_batches = 0
         self._done: dict[Any, int] = {}
+        self._active: dict[str, float] = {}  # sender -> when its last record was fetched
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -125,7 +135,7 @@ class RouterApp:
         await self.stop()
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+        from aiokafka import AIOKafkaConsumer
 
         s = self.settings
         secrets = load_station(s.keys.gs_secret)
@@ -144,22 +154,14 @@ class RouterApp:
             self._dir_consumer, root, self.store, topic=s.topics.directory
         )
         self._root = root
-        self.metrics.directory_stations.set(len(self.directory))
+        self._directory_gauges()
         if len(self.directory) == 0:
             raise ServiceError(f"directory topic {s.topics.directory} is empty; publish it first")
         s.state.dir.mkdir(parents=True, exist_ok=True)
         self._replay = ReplayWindow(
             clock=self.clock, path=s.state.dir / f"replay-{s.router.instance}.sqlite3"
         )
-        self._producer = AIOKafkaProducer(
-            **kw,
-            transactional_id=s.transactional_id,
-            enable_idempotence=True,
-            transaction_timeout_ms=s.router.transaction_timeout_ms,
-            linger_ms=2,
-            max_request_size=MAX_BYTES,
-        )
-        await self._producer.start()  # fences a zombie with our transactional id
+        self._producer = await self._new_producer()  # fences a zombie with our transactional id
         head = await self._recover_head()
         self._chain = Chain(s.chain_id, self.store, head)
         self.metrics.audit_chain_length.labels(s.chain_id).set(head.next_sequence)
@@ -192,6 +194,39 @@ class RouterApp:
         self._consumer.subscribe(pattern=s.topics.out_pattern, listener=_rebalance_listener(self))
         await self._consumer.start()
         self.ready.set()
+
+    async def _new_producer(self) -> Any:
+        from aiokafka import AIOKafkaProducer
+
+        s = self.settings
+        p = AIOKafkaProducer(
+            **self.conn.client_kwargs(),
+            transactional_id=s.transactional_id,
+            enable_idempotence=True,
+            transaction_timeout_ms=s.router.transaction_timeout_ms,
+            linger_ms=2,
+            max_request_size=MAX_BYTES,
+            # One batch per partition per transaction: a full batch makes ``send`` wait
+            # for its delivery, which serialised broadcasts (195 partitions).
+            max_batch_size=MAX_BYTES // 2,
+        )
+        try:
+            await p.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await p.stop()
+            raise
+        return p
+
+    async def _reset_producer(self) -> None:
+        """Replace a producer whose transaction state is broken (aiokafka cannot leave
+        FATAL_ERROR); the new one, same transactional id, aborts what was left open."""
+        old, self._producer = self._producer, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.stop()
+        self._producer = await self._new_producer()
+        log.warning("transactional producer restarted")
 
     async def _recover_head(self) -> Head:
         from aiokafka import AIOKafkaConsumer
@@ -237,31 +272,53 @@ class RouterApp:
     async def run(self, stop: asyncio.Event) -> None:
         """Route until ``stop`` is set."""
         async with asyncio.TaskGroup() as tg:
-            dir_task = tg.create_task(self._tail_directory(stop), name="directory")
+            tasks = [tg.create_task(self._tail_directory(stop), name="directory")]
+            if self.settings.router.audit_verify_interval_ms:
+                tasks.append(tg.create_task(self._audit_loop(stop), name="audit-verify"))
             try:
                 while not stop.is_set():
                     await self._step()
             finally:
-                dir_task.cancel()
+                for t in tasks:
+                    t.cancel()
 
     async def _step(self) -> None:
         s = self.settings.router
         c = self._consumer
         idle = len(self.scheduler) == 0
         fetched = await c.getmany(timeout_ms=s.poll_timeout_ms if idle else 0, max_records=2000)
-        for records in fetched.values():
-            self.scheduler.add(records)
-        if fetched and len(self.scheduler) < s.batch_max_records and s.batch_linger_ms:
-            # A short linger fills the transaction (its commit costs a few round trips).
-            more = await c.getmany(timeout_ms=s.batch_linger_ms, max_records=2000)
-            for records in more.values():
-                self.scheduler.add(records)
+        self._fetched(fetched)
+        shared = self._shared()
+        if (
+            fetched
+            and not shared
+            and len(self.scheduler) < s.batch_max_records
+            and s.batch_linger_ms
+        ):
+            # A short linger fills the transaction (its commit costs a few round trips);
+            # skipped while several senders are active (latency first then).
+            self._fetched(await c.getmany(timeout_ms=s.batch_linger_ms, max_records=2000))
         self._flow_control()
         batch = self.scheduler.next_batch(s.batch_max_records)
         self.metrics.queued.set(len(self.scheduler))
         if batch:
-            await self.process(batch)
+            budget = s.batch_shared_budget_ms if shared else s.batch_budget_ms
+            await self.process(batch, budget_s=budget / 1000)
         self._lag()
+
+    def _fetched(self, fetched: Any) -> None:
+        now = time.monotonic()
+        for tp, records in fetched.items():
+            self.scheduler.add(records)
+            if records:
+                self._active[self.scheduler.sender(tp.topic)] = now
+
+    def _shared(self) -> bool:
+        """Whether two or more senders were active within ``active_window_ms``."""
+        horizon = time.monotonic() - self.settings.router.active_window_ms / 1000
+        for sender in [k for k, t in self._active.items() if t < horizon]:
+            del self._active[sender]
+        return len(self._active.keys() | self.scheduler.senders()) > 1
 
     def _flow_control(self) -> None:
         cap = self.settings.router.buffer_per_partition
@@ -286,8 +343,14 @@ class RouterApp:
                     max(0, end - done)
                 )
 
-    async def process(self, batch: Sequence[Any]) -> list[Decided]:
-        """Decide every record of ``batch`` and commit all of it in one transaction."""
+    async def process(
+        self, batch: Sequence[Any], *, budget_s: float | None = None
+    ) -> list[Decided]:
+        """Decide the records of ``batch`` in order and commit them in one transaction.
+
+        With ``budget_s``, deciding stops once that much time was spent (at least one
+        record is decided): the rest goes back to the scheduler for the next batch.
+        """
         from aiokafka import TopicPartition
         from aiokafka.structs import OffsetAndMetadata
 
@@ -297,7 +360,11 @@ class RouterApp:
             decided: list[Decided] = []
             offsets: dict[Any, Any] = {}
             firsts: dict[Any, int] = {}
-            for r in batch:
+            for i, r in enumerate(batch):
+                if budget_s is not None and i and time.perf_counter() - t0 >= budget_s:
+                    self.scheduler.put_back(batch[i:])
+                    batch = batch[:i]
+                    break
                 origin = f"{r.topic}:{r.partition}:{r.offset}"
                 decided.append(
                     self.pipeline.process(
@@ -353,17 +420,23 @@ class RouterApp:
                     await p.send(
                         self.settings.topics.audit, key=a.key, value=a.value, headers=a.headers
                     )
-        except BaseException:
+        except BaseException as exc:
             chain.reset(saved)
+            if isinstance(exc, Exception) and not _fatal(exc) and _broken(p):
+                try:
+                    await self._reset_producer()
+                except Exception as again:
+                    raise BrokerError(f"cannot restart the producer: {again!r}") from exc
             raise
         self.metrics.audit_chain_length.labels(chain.chain_id).set(chain.head.next_sequence)
 
     def _after_commit(self, decided: Sequence[Decided], seconds: float, n: int) -> None:
         replay = self._replay
         now = self.clock()
+        if replay is not None:
+            # One SQLite transaction (one fsync) per Kafka transaction.
+            replay.record_many(d.record for d in decided if d.record is not None)
         for d in decided:
-            if d.record is not None and replay is not None:
-                replay.record(*d.record)
             h = d.header
             kind = h.kind if h else "unknown"
             prec = h.precedence.value if h else "unknown"
@@ -393,13 +466,71 @@ class RouterApp:
                         self.directory.apply(rec.value, self._root, self.store)
                     except Exception as exc:
                         log.error("directory entry at offset %d refused: %s", rec.offset, exc)
-            self.metrics.directory_stations.set(len(self.directory))
+            self._directory_gauges()
+
+    def _directory_gauges(self) -> None:
+        self.metrics.directory_stations.set(len(self.directory))
+        self.metrics.directory_serial.set(max((r.serial for r in self.directory), default=0))
+
+    # --- audit verification ------------------------------------------------------------------
+
+    async def verify_audit(self) -> Report:
+        """Walk ``i24.audit`` (read_committed), verify every chain, export the problems.
+
+        This instance's own chain is checked against its committed head too
+        (``TRUNCATED`` if records at its end were removed).
+        """
+        from aiokafka import AIOKafkaConsumer
+
+        async with self.lock:  # the head of committed transactions only
+            head = self.chain.head
+        c = AIOKafkaConsumer(
+            **self.conn.client_kwargs(), enable_auto_commit=False, isolation_level="read_committed"
+        )
+        await c.start()
+        try:
+            records = [r async for r in read_records(c, topic=self.settings.topics.audit)]
+        finally:
+            await c.stop()
+        expect = {self.chain.chain_id: (head.next_sequence, head.last_hash)}
+        report = await asyncio.to_thread(
+            verify_chain, records, self.store, expect=expect if head.next_sequence else None
+        )
+        counts = {k: 0 for k in ProblemKind}
+        for problem in report.problems:
+            counts[problem.kind] += 1
+        for kind, n in counts.items():
+            self.metrics.audit_chain_problems.labels(kind.value).set(n)
+        self.metrics.audit_verified.set(time.time())
+        for problem in report.problems[:20]:
+            log.error("audit chain problem: %s", problem)
+        return report
+
+    async def _audit_loop(self, stop: asyncio.Event) -> None:
+        interval = self.settings.router.audit_verify_interval_ms / 1000
+        while not stop.is_set():
+            try:
+                await self.verify_audit()
+            except Exception as exc:  # the next run tries again; the timestamp shows staleness
+                log.warning("audit verification failed: %r", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
 
 
 def _fatal(exc: BaseException) -> bool:
     from aiokafka.errors import ProducerFenced
 
     return isinstance(exc, ProducerFenced | BrokerError) or "Fenced" in type(exc).__name__
+
+
+def _broken(producer: Any) -> bool:
+    """Whether an aborted transaction left the producer unusable (state FATAL_ERROR, or
+    not knowable): then the app replaces it instead of retrying forever."""
+    tm = getattr(producer, "_txn_manager", None)
+    try:
+        return tm is None or bool(tm.is_fatal_error()) or tm.is_in_transaction()
+    except Exception:
+        return True
 
 
 def state_path(settings: RouterSettings) -> Path:

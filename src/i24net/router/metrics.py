@@ -44,11 +44,24 @@ class RouterMetrics:
     review_decisions: Counter
     audit_chain_length: Gauge
     directory_stations: Gauge
+    directory_serial: Gauge
+    audit_chain_problems: Gauge
+    audit_verified: Gauge
     consumer_lag: Gauge
     queued: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RouterMetrics:
+        m = cls._define(registry)
+        # Bounded label sets exported from the start (0), so rules see a series at once.
+        for verdict in ("approved", "rejected", "expired"):
+            m.review_decisions.labels(verdict)
+        m.quarantine_size.set(0)
+        m.quarantine_oldest.set(0)
+        return m
+
+    @classmethod
+    def _define(cls, registry: CollectorRegistry) -> RouterMetrics:
         r = registry
         return cls(
             messages=Counter(
@@ -143,6 +156,23 @@ class RouterMetrics:
             directory_stations=Gauge(
                 "i24net_router_directory_stations",
                 "Stations in the verified directory",
+                registry=r,
+            ),
+            directory_serial=Gauge(
+                "i24net_router_directory_serial",
+                "Highest record serial in the verified directory (grows with each change)",
+                registry=r,
+            ),
+            audit_chain_problems=Gauge(
+                "i24net_audit_chain_problems",
+                "Problems found by the latest verification of i24.audit, by kind "
+                "(edit, gap, reorder, duplicate, malformed, truncated)",
+                ["kind"],
+                registry=r,
+            ),
+            audit_verified=Gauge(
+                "i24net_router_audit_verified_timestamp_seconds",
+                "When the latest verification of i24.audit finished (0 before the first)",
                 registry=r,
             ),
             consumer_lag=Gauge(

@@ -25,7 +25,6 @@ from i24net.envelope import (
     Recipients,
     RecipientsMode,
     Router,
-    Sender,
     new_message_id,
 )
 from i24net.errors import CodecError, I24Error, Reason, VerificationError
@@ -106,7 +105,6 @@ class Pipeline:
         # never records in, nor checks against, the router's own seen-id window.
         self._self_window = ReplayWindow(clock=self.clock)
         self.reopen = Router(secrets, directory, self._self_window, previous=previous, store=store)
-        self._sender: Sender | None = None
 
     # --- entry point --------------------------------------------------------
 
@@ -125,7 +123,9 @@ class Pipeline:
             inbound = self.router.open(data, record=False)
             h = inbound.header
             if h.message_id in batch_ids:
-                raise VerificationError(Reason.REPLAYED, f"{h.message_id} twice in one batch")
+                raise VerificationError(
+                    Reason.REPLAYED, f"{h.message_id} twice in one batch", message_id=h.message_id
+                )
             if h.sender != station:
                 raise VerificationError(
                     Reason.UNAUTHORISED, f"sender {h.sender} on the topic of {station}"
@@ -427,17 +427,9 @@ class Pipeline:
         explanation: str | None,
         precedence: Precedence,
     ) -> Out | None:
-        """A status notice from GS to ``to``: sealed, opened and attested like any delivery.
-
-        (A ``Router.originate(header, payload, recipients)`` in the envelope
-        package would save the seal-then-open round trip; see docs/router.md.)
-        """
+        """A status notice from GS to ``to``: an attested delivery made by ``Router.originate``."""
         now = self.clock()
         try:
-            self.directory.current_encryption_key(to, now)
-            gs_key = self.directory.current_encryption_key(self.secrets.station, now)
-            if self._sender is None or self._sender.router_key.key_id != gs_key.key_id:
-                self._sender = Sender(self.secrets, gs_key, store=self.store)
             body = self.store.encode_single(
                 NOTICE,
                 {
@@ -461,9 +453,7 @@ class Pipeline:
                 language=Language.EN,
                 payload_fingerprint=body[2:10],
             )
-            sealed = self._sender.seal(header, body)
-            inbound = self.reopen.open(sealed, record=False)
-            env = self.reopen.deliver(inbound, [to])[to]
+            env = self.router.originate(header, body, [to])[to]
         except I24Error as exc:
             log.warning("no status notice to %s for %s: %s", to, message_id, exc)
             return None

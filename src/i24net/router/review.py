@@ -29,13 +29,15 @@ from pydantic import BaseModel, Field
 
 from i24net.audit import Action, Entry, digest, encode_reason
 from i24net.audit.topic import prime
-from i24net.errors import ConfigError, I24Error, VerificationError
+from i24net.errors import ConfigError, I24Error, NotHeld, VerificationError
 from i24net.router.app import RouterApp
 from i24net.router.pipeline import Decided
 from i24net.router.settings import RouterSettings
 from i24net.schemas import KIND_SCHEMAS
 
 log = logging.getLogger(__name__)
+
+__all__ = ["NotHeld", "ReviewService", "review_router"]
 
 CLOSING = {"APPROVED", "REJECTED", "EXPIRED"}
 Grounds = Literal[
@@ -89,10 +91,6 @@ def _plain(x: Any) -> Any:
     if isinstance(x, list):
         return [_plain(v) for v in x]
     return x
-
-
-class NotHeld(I24Error):
-    """No undecided hold with that message id."""
 
 
 class ReviewService:

@@ -73,6 +73,20 @@ class FairScheduler(Generic[R]):
         for tp in partitions:
             self._queues.pop(tp, None)
 
+    def put_back(self, records: Iterable[R]) -> None:
+        """Return records taken by :meth:`next_batch` but not processed (a batch cut short
+        by its time budget): each goes back to the front of its partition's queue, in order."""
+        by_tp: dict[tuple[str, int], list[R]] = {}
+        for r in records:
+            by_tp.setdefault((r.topic, r.partition), []).append(r)
+        for tp, rs in by_tp.items():
+            q = self._queues.setdefault(tp, deque())
+            q.extendleft((rank(r), r) for r in reversed(rs))
+
+    def senders(self) -> set[str]:
+        """The senders with queued records."""
+        return {self.sender(tp[0]) for tp, q in self._queues.items() if q}
+
     def clear(self) -> None:
         self._queues.clear()
 

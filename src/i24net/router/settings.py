@@ -88,10 +88,21 @@ class RouterSection(_S):
     poll_timeout_ms: Annotated[int, Field(ge=1)] = 100
     batch_linger_ms: Annotated[int, Field(ge=0)] = 10
     """After a fetch, wait this long for more records before starting a transaction."""
+    batch_budget_ms: Annotated[int, Field(ge=1)] = 250
+    """Stop deciding a batch (and commit it) once this much time was spent on it."""
+    batch_shared_budget_ms: Annotated[int, Field(ge=1)] = 20
+    """The budget while two or more senders are active: a quiet station's message then
+    waits behind at most one short transaction, whatever another station floods."""
+    active_window_ms: Annotated[int, Field(ge=1)] = 2000
+    """A sender counts as active for this long after its last fetched record."""
     buffer_per_partition: Annotated[int, Field(ge=1)] = 2000
     notice_lifetime_ms: Annotated[int, Field(ge=60_000)] = 3 * 24 * 3_600_000
     directory_refresh_ms: Annotated[int, Field(ge=100)] = 5000
     session_timeout_ms: Annotated[int, Field(ge=6000)] = 10_000
+    audit_verify_interval_ms: Annotated[int, Field(ge=0)] = 300_000
+    """Walk ``i24.audit`` and verify every chain this often (``i24net_audit_chain_problems``;
+    this instance's own chain is also checked against its head, catching truncation);
+    0 turns it off. Each run reads the whole topic."""
     transaction_timeout_ms: Annotated[int, Field(ge=1000)] = 60_000
     """An instance killed mid-transaction blocks read_committed readers of the
     topics it wrote until it restarts (fencing aborts at once) or this passes."""
