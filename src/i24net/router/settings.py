@@ -4,42 +4,16 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from i24net.errors import ConfigError
-from i24net.kafka import KafkaConnection
+from i24net.kafka.settings import KafkaSettings
 
 
 class _S(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class KafkaSettings(_S):
-    bootstrap: str
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    username: str | None = None
-    password_file: Path | None = None
-    ca_file: Path | None = None
-
-    def connection(self, client_id: str) -> KafkaConnection:
-        password = None
-        if self.password_file is not None:
-            try:
-                password = self.password_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"cannot read {self.password_file}: {exc.strerror}") from exc
-        return KafkaConnection(
-            bootstrap=self.bootstrap,
-            security_protocol=self.security_protocol,
-            sasl_mechanism=self.sasl_mechanism,
-            username=self.username,
-            password=password,
-            ca_file=self.ca_file,
-            client_id=client_id,
-        )
 
 
 class Topics(_S):
