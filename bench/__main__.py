@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import tempfile
@@ -78,6 +79,9 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "secured": ({"count": 2000, "rounds": 1}, {"count": 10000, "rounds": 2}),
 }
 
+# Sections written by others get a time limit (quick, full): a hang is recorded, not fatal.
+LIMITS_S = {"fairness": (120.0, 240.0), "gateway": (90.0, 180.0)}
+
 T0 = time.monotonic()
 
 
@@ -116,6 +120,9 @@ def _guard(result: dict[str, Any], name: str, fn: Callable[[], Any]) -> Any:
         result["errors"][name] = repr(exc)
         out = None
     result["timings_s"][name] = round(time.monotonic() - t0, 1)
+    with contextlib.suppress(OSError):  # what is done so far survives a later crash
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "partial.json").write_text(json.dumps(result, indent=2, default=str))
     return out
 
 
@@ -281,7 +288,12 @@ def _with_broker(
         from bench import router
 
         say("fairness: bench/router.py (quiet station p99 alone vs during a flood) ...")
-        r = _guard(result, "fairness", lambda: asyncio.run(router.run(conn, **size("fairness"))))
+        limit = LIMITS_S["fairness"][0 if result["mode"] == "quick" else 1]
+        r = _guard(
+            result,
+            "fairness",
+            lambda: asyncio.run(asyncio.wait_for(router.run(conn, **size("fairness")), limit)),
+        )
         if r is not None:
             sections["fairness"] = r
             print_table("router (in-process): throughput and fairness", r)
@@ -290,7 +302,16 @@ def _with_broker(
         from bench import gateway
 
         say("gateway: bench/gateway.py (intake, drain, inbound) ...")
-        r = _guard(result, "gateway", lambda: gateway.run(conn, **size("gateway")))
+        limit = LIMITS_S["gateway"][0 if result["mode"] == "quick" else 1]
+        run_async = getattr(gateway, "run_async", None)
+        if run_async is not None:
+            r = _guard(
+                result,
+                "gateway",
+                lambda: asyncio.run(asyncio.wait_for(run_async(conn, **size("gateway")), limit)),
+            )
+        else:
+            r = _guard(result, "gateway", lambda: gateway.run(conn, **size("gateway")))
         if r is not None:
             sections["gateway"] = r
             print_table("gateway (in-process)", r)
