@@ -36,6 +36,7 @@ from i24net.gateway import outbox
 from i24net.gateway.api import Changed, create_app
 from i24net.gateway.db import Database
 from i24net.gateway.drain import Drainer
+from i24net.gateway.follow import DirectoryFollower
 from i24net.gateway.inbound import InboundStream
 from i24net.gateway.intake import Intake, Submission
 from i24net.gateway.metrics import GatewayMetrics
@@ -84,9 +85,19 @@ class Gateway:
         )
         if settings.station not in self._directory:
             raise ConfigError(f"station {settings.station} is not in the directory")
-        self.metrics.directory_stations.set(len(self._directory))
-        self.metrics.directory_serial.set(directory_serial(self._directory))
+        self._directory_gauges()
         self.conn = settings.kafka.connection(client_id=f"i24net-gw-{settings.station}")
+        self.follower: DirectoryFollower | None = None
+        if settings.directory.follow_topic:
+            self.follower = DirectoryFollower(
+                settings.directory.topic,
+                self.conn,
+                self.metrics,
+                load_root_public(settings.keys.root_public),
+                self.store,
+                get=self.directory,
+                replace=self._replace_directory,
+            )
         self.db = Database(settings.db_path)
         n, size, oldest = self.db.write_sync(outbox.pending_totals)
         self.backlog = outbox.Backlog(n, size, oldest)
@@ -124,7 +135,7 @@ class Gateway:
                 self.registry,
                 {
                     "broker": self._ready_broker,
-                    "directory": lambda: None if len(self._directory) else "empty",
+                    "directory": self._ready_directory,
                     "outbox": self._ready_outbox,
                 },
             )
@@ -142,6 +153,22 @@ class Gateway:
 
     def directory(self) -> Directory:
         return self._directory
+
+    def _replace_directory(self, d: Directory) -> None:
+        """Install a newer verified directory (the follower's copy-on-write result)."""
+        self._directory = d
+        self._directory_gauges()
+
+    def _directory_gauges(self) -> None:
+        self.metrics.directory_stations.set(len(self._directory))
+        self.metrics.directory_serial.set(directory_serial(self._directory))
+
+    def _ready_directory(self) -> str | None:
+        if not len(self._directory):
+            return "empty"
+        if self.follower is not None and not self.follower.caught_up.is_set():
+            return f"directory topic {self.settings.directory.topic} not read yet"
+        return None
 
     @property
     def port(self) -> int:
@@ -216,8 +243,13 @@ class Gateway:
         )
         try:
             async with asyncio.TaskGroup() as tg:
+                workers = []
+                if self.follower is not None:
+                    follow = tg.create_task(self.follower.run(self._stop), name="gateway-directory")
+                    workers.append(follow)
+                    await self._await_directory(follow)
                 http = tg.create_task(self.http.serve(ready=self.ready), name="gateway-http")
-                workers = [
+                workers += [
                     tg.create_task(self.drainer.run(self._stop), name="gateway-drain"),
                     tg.create_task(self.inbound.run(self._stop), name="gateway-inbound"),
                 ]
@@ -241,6 +273,24 @@ class Gateway:
             log.info("gateway %s stopped in %.1fs", self.settings.station, time.monotonic() - t0)
         finally:
             self._close()
+
+    async def _await_directory(self, follow: asyncio.Task[None]) -> None:
+        """Wait (bounded by ``start_wait_s``) for the directory topic to be read."""
+        assert self.follower is not None
+        wait_s = self.settings.directory.start_wait_s
+        caught_up = asyncio.ensure_future(self.follower.caught_up.wait())
+        try:
+            await asyncio.wait([caught_up, follow], timeout=wait_s)
+        finally:
+            caught_up.cancel()
+        if not self.follower.caught_up.is_set():
+            log.warning(
+                "gateway %s: directory topic %s not read within %.0fs; serving on the entry "
+                "files, the topic is read in the background",
+                self.settings.station,
+                self.settings.directory.topic,
+                wait_s,
+            )
 
     def stop(self) -> None:
         """Begin a graceful stop (idempotent)."""

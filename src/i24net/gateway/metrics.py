@@ -32,6 +32,7 @@ class GatewayMetrics:
     broker_up: Gauge
     directory_stations: Gauge
     directory_serial: Gauge
+    directory_updates: Counter
     undelivered_oldest_age: Gauge
     consumer_lag: Gauge
     inbox_unacked: Gauge
@@ -130,6 +131,13 @@ class GatewayMetrics:
             directory_serial=Gauge(
                 "i24net_gateway_directory_serial",
                 "Highest record serial in the loaded, verified directory (grows with each change)",
+                registry=r,
+            ),
+            directory_updates=Counter(
+                "i24net_gateway_directory_updates",
+                "Entries read from the directory topic (follow_topic), by outcome (applied, "
+                "unchanged, rollback, bad_signature, malformed, tombstone)",
+                ["outcome"],
                 registry=r,
             ),
             undelivered_oldest_age=Gauge(

@@ -29,8 +29,19 @@ class KeySettings(_Frozen):
 
 class DirectorySettings(_Frozen):
     entries: Path = Field(description="folder of GS-signed <STATION>.entry files")
-    follow_topic: bool = Field(False, description="also apply updates from the directory topic")
-    topic: str = "i24.directory"
+    follow_topic: bool = Field(
+        False,
+        description="also read the directory topic at start (highest serial per station wins) "
+        "and apply its updates while running",
+    )
+    topic: str = Field("i24.directory", min_length=1)
+    start_wait_s: float = Field(
+        15.0,
+        ge=0,
+        le=300,
+        description="with follow_topic: how long the start waits for the topic to be read "
+        "before serving on the files alone (the reading goes on in the background)",
+    )
 
 
 class KafkaSettings(_Frozen):
