@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from i24net.errors import ConfigError
-from i24net.kafka import KafkaConnection
+from i24net.kafka.settings import KafkaSettings as SharedKafkaSettings
 from i24net.stations import GS
 
 
@@ -44,32 +43,11 @@ class DirectorySettings(_Frozen):
     )
 
 
-class KafkaSettings(_Frozen):
-    bootstrap: str
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    username: str | None = None
-    password_file: Path | None = Field(None, description="file holding the SASL password")
-    ca_file: Path | None = None
+class KafkaSettings(SharedKafkaSettings):
+    """The shared ``[kafka]`` section plus the gateway's topic prefix and request timeout."""
+
     topic_prefix: str = Field("i24", description="topics are <prefix>.out.<station> etc.")
     request_timeout_ms: int = Field(10_000, ge=1000)
-
-    def connection(self, client_id: str) -> KafkaConnection:
-        password = None
-        if self.password_file is not None:
-            try:
-                password = self.password_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"cannot read password_file {self.password_file}") from exc
-        return KafkaConnection(
-            bootstrap=self.bootstrap,
-            security_protocol=self.security_protocol,
-            sasl_mechanism=self.sasl_mechanism,
-            username=self.username,
-            password=password,
-            ca_file=self.ca_file,
-            client_id=client_id,
-        )
 
 
 class ApiSettings(_Frozen):
