@@ -65,11 +65,15 @@ class KafkaConnection:
         return kwargs
 
 
+#: Let the broker choose (its ``default.replication.factor``): 1 on a dev node, 3 on a cluster.
+BROKER_DEFAULT = -1
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int = 1
-    replication_factor: int = 1
+    replication_factor: int = BROKER_DEFAULT
     config: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -115,6 +119,9 @@ async def ensure_topics(conn: KafkaConnection, topics: Iterable[TopicSpec]) -> l
                     name=s.name,
                     num_partitions=s.partitions,
                     replication_factor=s.replication_factor,
+                    # aiokafka's check wants a non-None assignment when a factor is -1;
+                    # an empty one lets the broker place the replicas.
+                    replica_assignments={} if s.replication_factor == BROKER_DEFAULT else None,
                     topic_configs=dict(s.config),
                 )
                 for s in missing
