@@ -223,7 +223,7 @@ class InboundStream:
             opened = self._receiver_now().open(raw, record=False)
         except VerificationError as exc:
             if exc.reason is Reason.REPLAYED:
-                it.replayed_id = _message_id(exc.detail)
+                it.replayed_id = exc.message_id
             it.reason, it.detail = exc.reason.value, exc.detail
             return it
         except Exception as exc:  # never let one record stop the stream
@@ -354,12 +354,6 @@ def _same_record(c: sqlite3.Connection, it: _Item) -> bool:
         'SELECT topic, partition, "offset" FROM inbox WHERE message_id = ?', (it.replayed_id,)
     ).fetchone()
     return row is not None and tuple(row) == (it.topic, it.partition, it.offset)
-
-
-def _message_id(detail: str) -> str | None:
-    # ReplayWindow.check: "message id <ID> already seen"
-    parts = detail.split()
-    return parts[2] if len(parts) >= 3 and parts[:2] == ["message", "id"] else None
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
