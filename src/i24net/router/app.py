@@ -54,6 +54,9 @@ from i24net.schemas import SchemaStore
 log = logging.getLogger(__name__)
 
 MAX_BYTES = 2 << 20
+STOP_TIMEOUT_S = 15.0
+"""How long :meth:`RouterApp.stop` waits for each Kafka client (a consumer in the middle
+of a rebalance could otherwise wait for the group's rebalance timeout)."""
 
 
 def topic_specs(settings: RouterSettings) -> list[TopicSpec]:
@@ -73,12 +76,12 @@ def _rebalance_listener(app: RouterApp) -> Any:
 
     class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         async def on_partitions_revoked(self, revoked: Any) -> None:
-            async with app.lock:
-                app.scheduler.drop((tp.topic, tp.partition) for tp in revoked)
-                for tp in revoked:
-                    app._done.pop(tp, None)
-                    with contextlib.suppress(Exception):
-                        app.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+            app.revocations_waiting += 1
+            try:
+                async with app.lock:
+                    app._revoked(revoked)
+            finally:
+                app.revocations_waiting -= 1
 
         async def on_partitions_assigned(self, assigned: Any) -> None:
             log.info("assigned %d partitions", len(assigned))
@@ -118,6 +121,10 @@ class RouterApp:
         self.committed_batches = 0
         self._done: dict[Any, int] = {}
         self._active: dict[str, float] = {}  # sender -> when its last record was fetched
+        self._lag_gauges: dict[Any, Any] = {}  # tp -> its consumer_lag child
+        self._lag_due = 0.0  # monotonic time of the next lag update
+        self.revocations_waiting = 0
+        """Rebalance callbacks waiting for the processing lock (tests watch it)."""
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -242,18 +249,41 @@ class RouterApp:
         return head_of(records, self.settings.chain_id, self.store)
 
     async def stop(self) -> None:
-        """Stop every client (idempotent); a batch in flight is finished first."""
+        """Stop every client (idempotent, bounded in time); a batch in flight is finished first.
+
+        The processing lock is only taken to wait for that batch, never held while the
+        consumer stops: leaving the group (or a rebalance started by another member)
+        runs ``on_partitions_revoked``, which takes the lock too (a deadlock otherwise).
+        Once ``_stopped`` is set no new batch starts (``process`` and ``execute`` check
+        it under the lock). Each client gets ``STOP_TIMEOUT_S`` to stop.
+        """
         if self._stopped:
             return
         self._stopped = True
         self.ready.clear()
         async with self.lock:
-            for client in (self._consumer, self._producer, self._dir_consumer):
-                if client is not None:
-                    with contextlib.suppress(Exception):
-                        await client.stop()
+            pass  # the batch in flight has committed (or aborted)
+        for client in (self._consumer, self._producer, self._dir_consumer):
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
+                except TimeoutError:
+                    log.warning("%s did not stop within %ss", type(client).__name__, STOP_TIMEOUT_S)
+                except Exception as exc:
+                    log.debug("stopping %s: %r", type(client).__name__, exc)
+        async with self.lock:
             if self._replay is not None:
                 self._replay.close()
+
+    def _revoked(self, revoked: Any) -> None:
+        """Forget what was queued for partitions given away (the caller holds the lock)."""
+        self.scheduler.drop((tp.topic, tp.partition) for tp in revoked)
+        for tp in revoked:
+            self._done.pop(tp, None)
+            self._paused.discard(tp)
+            if self._lag_gauges.pop(tp, None) is not None:
+                with contextlib.suppress(Exception):
+                    self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
 
     @property
     def pipeline(self) -> Pipeline:
@@ -276,7 +306,7 @@ class RouterApp:
             if self.settings.router.audit_verify_interval_ms:
                 tasks.append(tg.create_task(self._audit_loop(stop), name="audit-verify"))
             try:
-                while not stop.is_set():
+                while not stop.is_set() and not self._stopped:
                     await self._step()
             finally:
                 for t in tasks:
@@ -285,63 +315,86 @@ class RouterApp:
     async def _step(self) -> None:
         s = self.settings.router
         c = self._consumer
-        idle = len(self.scheduler) == 0
+        sched = self.scheduler
+        idle = not sched
         fetched = await c.getmany(timeout_ms=s.poll_timeout_ms if idle else 0, max_records=2000)
-        self._fetched(fetched)
-        shared = self._shared()
-        if (
-            fetched
-            and not shared
-            and len(self.scheduler) < s.batch_max_records
-            and s.batch_linger_ms
-        ):
+        now = time.monotonic()
+        if fetched:
+            self._fetched(fetched, now)
+        shared = self._shared(now)
+        if fetched and not shared and s.batch_linger_ms and len(sched) < s.batch_max_records:
             # A short linger fills the transaction (its commit costs a few round trips);
             # skipped while several senders are active (latency first then).
-            self._fetched(await c.getmany(timeout_ms=s.batch_linger_ms, max_records=2000))
+            more = await c.getmany(timeout_ms=s.batch_linger_ms, max_records=2000)
+            if more:
+                self._fetched(more, time.monotonic())
         self._flow_control()
-        batch = self.scheduler.next_batch(s.batch_max_records)
-        self.metrics.queued.set(len(self.scheduler))
+        batch = sched.next_batch(s.batch_max_records) if sched else []
+        self.metrics.queued.set(len(sched))
         if batch:
             budget = s.batch_shared_budget_ms if shared else s.batch_budget_ms
             await self.process(batch, budget_s=budget / 1000)
-        self._lag()
+        if now >= self._lag_due:
+            self._lag_due = now + s.lag_interval_ms / 1000
+            self._lag()
 
-    def _fetched(self, fetched: Any) -> None:
-        now = time.monotonic()
+    def _fetched(self, fetched: Any, now: float) -> None:
         for tp, records in fetched.items():
-            self.scheduler.add(records)
             if records:
+                self.scheduler.add(records)
                 self._active[self.scheduler.sender(tp.topic)] = now
 
-    def _shared(self) -> bool:
+    def _shared(self, now: float) -> bool:
         """Whether two or more senders were active within ``active_window_ms``."""
-        horizon = time.monotonic() - self.settings.router.active_window_ms / 1000
-        for sender in [k for k, t in self._active.items() if t < horizon]:
-            del self._active[sender]
-        return len(self._active.keys() | self.scheduler.senders()) > 1
+        active = self._active
+        if not active:
+            return len(self.scheduler.senders()) > 1
+        horizon = now - self.settings.router.active_window_ms / 1000
+        for sender in [k for k, t in active.items() if t < horizon]:
+            del active[sender]
+        if len(active) > 1:
+            return True
+        return len(active.keys() | self.scheduler.senders()) > 1
 
     def _flow_control(self) -> None:
+        """Pause a partition whose queue reached ``buffer_per_partition``, resume it at half.
+
+        Only the partitions with queued records (and the paused ones) are looked at,
+        not every assigned partition (hundreds of ``i24.out.*`` partitions).
+        """
         cap = self.settings.router.buffer_per_partition
         c = self._consumer
-        for tp in c.assignment():
-            n = self.scheduler.queued(tp.topic, tp.partition)
-            if n >= cap and tp not in self._paused:
-                c.pause(tp)
-                self._paused.add(tp)
-            elif n < cap // 2 and tp in self._paused:
-                c.resume(tp)
-                self._paused.discard(tp)
-        self._paused &= set(c.assignment())
+        for topic, partition in self.scheduler.backlog(cap):
+            tp = _tp(topic, partition)
+            if tp not in self._paused:
+                with contextlib.suppress(Exception):  # no longer assigned
+                    c.pause(tp)
+                    self._paused.add(tp)
+        if self._paused:
+            for tp in list(self._paused):
+                if self.scheduler.queued(tp.topic, tp.partition) < cap // 2:
+                    with contextlib.suppress(Exception):
+                        c.resume(tp)
+                    self._paused.discard(tp)
 
     def _lag(self) -> None:
+        """``consumer_lag`` of every assigned partition, from the consumer's local state
+        (the fetch responses' high watermark and last stable offset; no request). Runs
+        every ``lag_interval_ms``, not after every batch."""
         c = self._consumer
+        gauges = self._lag_gauges
+        lag = self.metrics.consumer_lag
         for tp in c.assignment():
-            end = c.last_stable_offset(tp) or c.highwater(tp)
             done = self._done.get(tp)
-            if end is not None and done is not None:
-                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
-                    max(0, end - done)
-                )
+            if done is None:
+                continue
+            end = c.last_stable_offset(tp) or c.highwater(tp)
+            if end is None:
+                continue
+            g = gauges.get(tp)
+            if g is None:
+                g = gauges[tp] = lag.labels(tp.topic, str(tp.partition))
+            g.set(max(0, end - done))
 
     async def process(
         self, batch: Sequence[Any], *, budget_s: float | None = None
@@ -356,6 +409,8 @@ class RouterApp:
 
         t0 = time.perf_counter()
         async with self.lock:
+            if self._stopped:  # stopping: leave the records to the group's next owner
+                return []
             ids: set[str] = set()
             decided: list[Decided] = []
             offsets: dict[Any, Any] = {}
@@ -398,6 +453,8 @@ class RouterApp:
     async def execute(self, decided: Sequence[Decided]) -> None:
         """Commit decisions made outside the consumer loop (review) in one transaction."""
         async with self.lock:
+            if self._stopped:
+                raise ServiceError("router stopping")
             outputs = [o for d in decided for o in d.outputs]
             entries = [e for d in decided for e in d.audit]
             await self._commit({}, outputs, entries)
@@ -515,6 +572,12 @@ class RouterApp:
                 log.warning("audit verification failed: %r", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
+
+
+def _tp(topic: str, partition: int) -> Any:
+    from aiokafka import TopicPartition
+
+    return TopicPartition(topic, partition)
 
 
 def _fatal(exc: BaseException) -> bool:

@@ -46,32 +46,55 @@ def rank(record: _Record) -> int:
 
 
 class FairScheduler(Generic[R]):
-    """Per-partition queues grouped by sender (the station of the ``i24.out.*`` topic)."""
+    """Per-partition queues grouped by sender (the station of the ``i24.out.*`` topic).
+
+    Only non-empty queues are kept, and the record count is kept up to date, so the
+    cost of every call is in the partitions *with* queued records, not in the
+    hundreds of assigned ones.
+    """
 
     def __init__(self, out_prefix: str) -> None:
         self.out_prefix = out_prefix
         self._queues: dict[tuple[str, int], deque[tuple[int, R]]] = {}
+        self._count = 0
         self._turn = 0  # increases at each take; last-served turn per sender
         self._served: dict[str, int] = {}
 
     def __len__(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
 
     def sender(self, topic: str) -> str:
         return topic.removeprefix(self.out_prefix)
 
     def add(self, records: Iterable[R]) -> None:
+        queues = self._queues
+        n = 0
         for r in records:
-            self._queues.setdefault((r.topic, r.partition), deque()).append((rank(r), r))
+            key = (r.topic, r.partition)
+            q = queues.get(key)
+            if q is None:
+                q = queues[key] = deque()
+            q.append((rank(r), r))
+            n += 1
+        self._count += n
 
     def queued(self, topic: str, partition: int) -> int:
         q = self._queues.get((topic, partition))
         return len(q) if q else 0
 
+    def backlog(self, at_least: int) -> list[tuple[str, int]]:
+        """The partitions with at least ``at_least`` queued records."""
+        return [tp for tp, q in self._queues.items() if len(q) >= at_least]
+
     def drop(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Forget the queued records of revoked (or rewound) partitions."""
         for tp in partitions:
-            self._queues.pop(tp, None)
+            q = self._queues.pop(tp, None)
+            if q:
+                self._count -= len(q)
 
     def put_back(self, records: Iterable[R]) -> None:
         """Return records taken by :meth:`next_batch` but not processed (a batch cut short
@@ -82,35 +105,42 @@ class FairScheduler(Generic[R]):
         for tp, rs in by_tp.items():
             q = self._queues.setdefault(tp, deque())
             q.extendleft((rank(r), r) for r in reversed(rs))
+            self._count += len(rs)
 
     def senders(self) -> set[str]:
         """The senders with queued records."""
-        return {self.sender(tp[0]) for tp, q in self._queues.items() if q}
+        return {self.sender(tp[0]) for tp in self._queues}
 
     def clear(self) -> None:
         self._queues.clear()
+        self._count = 0
 
     def next_batch(self, max_records: int) -> list[R]:
         """Up to ``max_records`` records, in the order they should be processed."""
         out: list[R] = []
         taken: dict[str, int] = {}
-        while len(out) < max_records:
+        queues = self._queues
+        while len(out) < max_records and queues:
             heads: dict[str, tuple[int, tuple[str, int]]] = {}
-            for tp, q in self._queues.items():
-                if not q:
-                    continue
+            for tp, q in queues.items():
                 s = self.sender(tp[0])
                 cand = (q[0][0], tp)
                 if s not in heads or cand[0] < heads[s][0]:
                     heads[s] = cand
-            if not heads:
-                break
-            share = max(1, max_records // len(heads))
-            eligible = {s: h for s, h in heads.items() if taken.get(s, 0) < share}
-            pool = eligible or heads
-            s = min(pool, key=lambda s: (pool[s][0], self._served.get(s, -1)))
-            _, tp = pool[s]
-            out.append(self._queues[tp].popleft()[1])
+            if len(heads) == 1:
+                # One sender: its partitions by precedence, no fair share to keep.
+                ((s, (_, tp)),) = heads.items()
+            else:
+                share = max(1, max_records // len(heads))
+                eligible = {s: h for s, h in heads.items() if taken.get(s, 0) < share}
+                pool = eligible or heads
+                s = min(pool, key=lambda s: (pool[s][0], self._served.get(s, -1)))
+                _, tp = pool[s]
+            q = queues[tp]
+            out.append(q.popleft()[1])
+            if not q:
+                del queues[tp]
+            self._count -= 1
             taken[s] = taken.get(s, 0) + 1
             self._turn += 1
             self._served[s] = self._turn

@@ -70,6 +70,9 @@ class RouterSection(_S):
     active_window_ms: Annotated[int, Field(ge=1)] = 2000
     """A sender counts as active for this long after its last fetched record."""
     buffer_per_partition: Annotated[int, Field(ge=1)] = 2000
+    lag_interval_ms: Annotated[int, Field(ge=100)] = 5000
+    """How often ``i24net_router_consumer_lag_records`` is updated (from the consumer's
+    cached high watermarks: no request; every assigned partition is visited)."""
     notice_lifetime_ms: Annotated[int, Field(ge=60_000)] = 3 * 24 * 3_600_000
     directory_refresh_ms: Annotated[int, Field(ge=100)] = 5000
     session_timeout_ms: Annotated[int, Field(ge=6000)] = 10_000
