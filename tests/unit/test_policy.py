@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,12 @@ from i24net.policy import (
     Facts,
     Outcome,
     Subject,
+    compile_term,
     load_policy,
     normalise,
     parse_policy,
 )
+from i24net.policy._text import find_terms
 
 POLICY = Path(__file__).resolve().parents[2] / "deploy" / "policy" / "article3.toml"
 
@@ -294,3 +297,42 @@ def test_bad_toml_file(tmp_path: Path) -> None:
     bad.write_text("version = [", encoding="utf-8")
     with pytest.raises(PolicyError, match="not valid TOML"):
         load_policy(bad)
+
+
+def _reference_hits(engine: Engine, texts: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """Every term's regular expression searched in every text (the screen's definition)."""
+    out = []
+    for ind in engine.policy.indicators:
+        pats = [(t, compile_term(t)) for terms in ind.terms.values() for t in terms]
+        found = find_terms(pats, texts)
+        if found:
+            out.append((ind.id, tuple(found)))
+    return out
+
+
+def test_the_fast_screen_finds_exactly_what_every_term_searched_everywhere_finds(
+    engine: Engine,
+) -> None:
+    rng = random.Random(24)
+    terms = [t for ind in engine.policy.indicators for ts in ind.terms.values() for t in ts]
+    fillers = ["the", "x", "car", "desert", "régime", "مطلوب", "في", "de", "l'", "-", "", "1"]
+    glue = [" ", "  ", "\n", ", ", "-", "'", "", "\u00a0", ". ", "ـ"]
+    affixes = ["", "", "", "و", "ال", "بال", "فل", "s", "ed", "x", "É", "\u0301"]
+    samples = [t for d in (MILITARY, POLITICAL, RELIGIOUS, RACIAL) for t in d.values()]
+    for _ in range(600):
+        parts = []
+        for _ in range(rng.randint(1, 6)):
+            if rng.random() < 0.5:
+                t = rng.choice(terms)
+                t = rng.choice([t, t.upper(), t.title(), t.replace(" ", rng.choice(glue))])
+                t = rng.choice(affixes) + t + rng.choice(affixes)
+            else:
+                t = rng.choice(fillers)
+            parts.append(t)
+        samples.append("".join(p + rng.choice(glue) for p in parts))
+    for i in range(0, len(samples), 3):
+        texts = samples[i : i + 3]
+        got = [(h.indicator, h.terms) for h in engine.indicators(texts)]
+        assert got == _reference_hits(engine, texts), texts
+    # a term split across two texts is no match
+    assert engine.indicators(["draft", "evasion"]) == ()

@@ -7,8 +7,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from i24net.policy._model import Basis, Outcome, Policy, RefugeeCondition, Rule, When
-from i24net.policy._text import compile_term, normalise
+from i24net.policy._model import (
+    Basis,
+    Indicator,
+    Outcome,
+    Policy,
+    RefugeeCondition,
+    Rule,
+    When,
+)
+from i24net.policy._text import WORD, compile_term, key_word, needle, normalise
 
 PROTECTED = frozenset({"RECOGNISED_REFUGEE", "ASYLUM_SEEKER"})
 
@@ -151,6 +159,41 @@ class _Derived:
     recognised_from_sender: bool
 
 
+_Term = tuple[str, str | None, str, re.Pattern[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Cond:
+    """A rule's :class:`When` with its lists as frozensets (built once per engine)."""
+
+    kinds: frozenset[str] | None
+    wanted_person: bool | None
+    indicators_any: frozenset[str] | None
+    indicators_none: frozenset[str] | None
+    offence_any: frozenset[str] | None
+    ordinary_crime: bool | None
+    risk: bool | None
+    refugee: RefugeeCondition | None
+    handling_any: frozenset[str] | None
+
+    @classmethod
+    def of(cls, w: When) -> _Cond:
+        def fs(v: Iterable[str] | None) -> frozenset[str] | None:
+            return None if v is None else frozenset(v)
+
+        return cls(
+            fs(w.kinds),
+            w.wanted_person,
+            fs(w.indicators_any),
+            fs(w.indicators_none),
+            fs(w.offence_categories_any),
+            w.ordinary_crime,
+            w.risk,
+            w.refugee,
+            fs(w.handling_any),
+        )
+
+
 class Engine:
     """Evaluates a :class:`Policy`: ordered rules, first match wins, then two fixed floors.
 
@@ -167,11 +210,19 @@ class Engine:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self._indicators = []
-        for ind in policy.indicators:
-            pats = [(t, compile_term(t)) for terms in ind.terms.values() for t in terms]
-            anyone = re.compile("|".join(f"(?:{p.pattern})" for _, p in pats))
-            self._indicators.append((ind, pats, anyone))
+        # Per indicator, its terms in file order: (written form, key word, literal, pattern).
+        self._indicators: list[tuple[Indicator, list[_Term]]] = [
+            (
+                ind,
+                [
+                    (t, key_word(t), needle(t), compile_term(t))
+                    for terms in ind.terms.values()
+                    for t in terms
+                ],
+            )
+            for ind in policy.indicators
+        ]
+        self._conds = {id(r.when): _Cond.of(r.when) for r in policy.rules}
         self._wanted = frozenset(policy.wanted_person_kinds)
         self._review = frozenset(policy.review_kinds)
         self._risk = frozenset(policy.risk_categories)
@@ -179,13 +230,31 @@ class Engine:
         self._not_ordinary = frozenset(policy.not_ordinary_crime)
 
     def indicators(self, texts: Sequence[str]) -> tuple[Hit, ...]:
+        """The indicators found in ``texts``, each with the terms that matched.
+
+        Each text is normalised once and split into the set of its words. A term is
+        only searched for (its regular expression: word boundaries, Arabic proclitics)
+        in the texts that contain its literal form, and only if its key word is one of
+        the texts' words (a set lookup; :func:`key_word`) or, for the few terms without
+        one, its literal form is in the text (a substring search). Both are necessary
+        for a match, so the result is exactly that of searching every term's expression
+        in every text; most terms cost one set lookup.
+        """
         norm = [normalise(t) for t in texts if t]
+        if not norm:
+            return ()
+        joined = "\n".join(norm)  # no term holds a newline: no match across texts
+        words = set(WORD.findall(joined))
         out = []
-        for ind, patterns, anyone in self._indicators:
-            if not any(anyone.search(t) for t in norm):
-                continue
-            found = [term for term, pat in patterns if any(pat.search(t) for t in norm)]
-            out.append(Hit(ind.id, ind.category, tuple(found)))
+        for ind, terms in self._indicators:
+            found = [
+                term
+                for term, key, lit, pat in terms
+                if (lit in joined if key is None else key in words)
+                and any(lit in t and pat.search(t) for t in norm)
+            ]
+            if found:
+                out.append(Hit(ind.id, ind.category, tuple(found)))
         return tuple(out)
 
     def _derive(self, facts: Facts) -> _Derived:
@@ -215,31 +284,30 @@ class Engine:
         )
 
     def _matches(self, w: When, facts: Facts, d: _Derived) -> bool:
-        if w.kinds is not None and facts.kind not in w.kinds:
+        c = self._conds.get(id(w)) or _Cond.of(w)
+        if c.kinds is not None and facts.kind not in c.kinds:
             return False
-        if w.wanted_person is not None and w.wanted_person != d.wanted:
+        if c.wanted_person is not None and c.wanted_person != d.wanted:
             return False
-        if w.indicators_any is not None and not d.categories & set(w.indicators_any):
+        if c.indicators_any is not None and d.categories.isdisjoint(c.indicators_any):
             return False
-        if w.indicators_none is not None and d.categories & set(w.indicators_none):
+        if c.indicators_none is not None and not d.categories.isdisjoint(c.indicators_none):
             return False
-        if w.offence_categories_any is not None and not set(facts.offence_categories) & set(
-            w.offence_categories_any
-        ):
+        if c.offence_any is not None and c.offence_any.isdisjoint(facts.offence_categories):
             return False
-        if w.ordinary_crime is not None and w.ordinary_crime != d.ordinary_crime:
+        if c.ordinary_crime is not None and c.ordinary_crime != d.ordinary_crime:
             return False
-        if w.risk is not None and w.risk != d.risk:
+        if c.risk is not None and c.risk != d.risk:
             return False
-        if w.refugee is not None:
+        if c.refugee is not None:
             ok = {
                 RefugeeCondition.RECOGNISED_FROM_SENDER: d.recognised_from_sender,
                 RefugeeCondition.PROTECTED_FROM_SENDER: d.protected_from_sender,
                 RefugeeCondition.PROTECTED: d.protected,
-            }[w.refugee]
+            }[c.refugee]
             if not ok:
                 return False
-        return w.handling_any is None or bool(set(facts.handling) & set(w.handling_any))
+        return c.handling_any is None or not c.handling_any.isdisjoint(facts.handling)
 
     def _fire(self, facts: Facts, d: _Derived) -> tuple[Outcome, str, str, Basis | None]:
         for rule in self.policy.rules:

@@ -30,11 +30,59 @@ _ARABIC_MAP = str.maketrans(
 _PROCLITICS = r"(?:[وف]?[بكل]?(?:ال|ل)?)"
 
 
+class _Fold(dict[int, int | None]):
+    """``str.translate`` table: combining marks removed, Arabic variants mapped; other
+    code points map to themselves. Filled on first sight of each code point, so after a
+    warm-up the translation runs in C (a text used to cost one Python call per char)."""
+
+    def __missing__(self, cp: int) -> int | None:
+        out: int | None
+        if cp in _ARABIC_MAP:
+            mapped = _ARABIC_MAP[cp]
+            out = None if mapped is None else ord(mapped)
+        elif unicodedata.combining(chr(cp)):
+            out = None
+        else:
+            out = cp
+        if len(self) < 65_536:  # bounded: a hostile text cannot grow it without limit
+            self[cp] = out
+        return out
+
+
+_FOLD = _Fold()
+
+
 def normalise(text: str) -> str:
     """The form both texts and terms are compared in (see the module docstring)."""
+    if text.isascii():  # NFKD, combining marks and the Arabic map change nothing
+        return " ".join(text.casefold().split())
     decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(stripped.translate(_ARABIC_MAP).casefold().split())
+    return " ".join(decomposed.translate(_FOLD).casefold().split())
+
+
+WORD = re.compile(r"\w+")
+
+
+def key_word(term: str) -> str | None:
+    """A word that is a whole word (a maximal ``\\w+`` run) of any normalised text the
+    term matches, or None if the term has none (a single Arabic word, which may carry
+    proclitics, or a single word ending in ``*``). The longest such word of the term:
+    looking it up in the set of a text's words rules the term out at once."""
+    norm = needle(term)
+    runs = WORD.findall(norm)
+    if _ARABIC.search(norm):
+        runs = runs[1:]  # proclitics may be glued to the first word
+    if normalise(term).endswith("*"):
+        runs = runs[:-1]  # the last word may go on
+    return max(runs, key=len) if runs else None
+
+
+def needle(term: str) -> str:
+    """The literal every match of ``term`` contains, in a normalised text (whose white
+    space is single spaces): the term's words, normalised, without the trailing ``*``.
+    A quick ``needle in text`` rules most terms out before their regular expression
+    (which checks the word boundaries and the Arabic proclitics) runs."""
+    return " ".join(normalise(term).rstrip("*").split())
 
 
 def compile_term(term: str) -> re.Pattern[str]:
