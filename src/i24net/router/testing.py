@@ -231,7 +231,7 @@ def settings_toml(
     router = {
         "instance": instance,
         "group": group,
-        "metadata_max_age_ms": 1000,
+        "metadata_max_age_ms": 5000,  # pattern subscription re-reads metadata of every topic
         "session_timeout_ms": 6000,
         "transaction_timeout_ms": 10000,
         **(extra_router or {}),
