@@ -323,6 +323,26 @@ class _Codec:
         )
 
 
+def _encrypt_and_sign(
+    s: StationSecrets, codec: _Codec, rng: Rng, header: Header, payload: bytes
+) -> Inbound:
+    """Encrypt the payload under a fresh content key and sign it as ``s`` (sender side)."""
+    if (header.sender, header.sender_key_id) != (s.station, s.signing_key_id):
+        raise EnvelopeError(
+            f"header names sender {header.sender}/{header.sender_key_id}, "
+            f"the keys are {s.station}/{s.signing_key_id}"
+        )
+    if len(payload) > codec.limits.max_payload:
+        raise OversizedError(f"payload is {len(payload)} bytes, over {codec.limits.max_payload}")
+    hb = codec.encode_header(header)
+    key = rng(c.KEY_SIZE)
+    nonce = rng(c.NONCE_SIZE)
+    ct = c.seal_body(key, nonce, payload, hb)
+    digest = c.message_digest(hb, nonce, ct)
+    sig = s.signing.sign(c.LABEL_SENDER_SIG + digest).signature
+    return Inbound(header, payload, digest, hb, sig, nonce, ct, key)
+
+
 def _verify_sender(p: _Parsed, directory: Directory, replay: ReplayWindow) -> bytes:
     """Steps 4–7: sender key, signature, time, replay. Returns the message digest."""
     h = p.header
@@ -368,28 +388,16 @@ class Sender:
 
     def seal(self, header: Header, payload: bytes) -> bytes:
         s = self.secrets
-        if (header.sender, header.sender_key_id) != (s.station, s.signing_key_id):
-            raise EnvelopeError(
-                f"header names sender {header.sender}/{header.sender_key_id}, "
-                f"the keys are {s.station}/{s.signing_key_id}"
-            )
-        if len(payload) > self._codec.limits.max_payload:
-            raise OversizedError(
-                f"payload is {len(payload)} bytes, over {self._codec.limits.max_payload}"
-            )
-        hb = self._codec.encode_header(header)
-        key = self.rng(c.KEY_SIZE)
-        nonce = self.rng(c.NONCE_SIZE)
-        ct = c.seal_body(key, nonce, payload, hb)
-        digest = c.message_digest(hb, nonce, ct)
-        sig = s.signing.sign(c.LABEL_SENDER_SIG + digest).signature
+        m = _encrypt_and_sign(s, self._codec, self.rng, header, payload)
         wrapper = (s.station, s.encryption_key_id)
         rk = self.router_key
         recipient = (rk.station, rk.key_id)
-        wrapped = self._shared.wrap(key, rk.public_key, c.LABEL_WRAP_GS, wrapper, recipient, digest)
+        wrapped = self._shared.wrap(
+            m._content_key, rk.public_key, c.LABEL_WRAP_GS, wrapper, recipient, m.message_digest
+        )
         return b"".join(
             (
-                *self._codec.body_parts(hb, sig, nonce, ct),
+                *self._codec.body_parts(m._header_bytes, m._signature, m._nonce, m._ciphertext),
                 self._codec.wrap(wrapper, recipient, wrapped),
                 b"\x00\x00",
             )
@@ -468,23 +476,7 @@ class Router:
         sender signature, one attestation, one wrap per recipient), without
         the wrap to the GS and the verification of its own envelope.
         """
-        s = self._holder.secrets
-        if (header.sender, header.sender_key_id) != (s.station, s.signing_key_id):
-            raise EnvelopeError(
-                f"header names sender {header.sender}/{header.sender_key_id}, "
-                f"the router's keys are {s.station}/{s.signing_key_id}"
-            )
-        if len(payload) > self._codec.limits.max_payload:
-            raise OversizedError(
-                f"payload is {len(payload)} bytes, over {self._codec.limits.max_payload}"
-            )
-        hb = self._codec.encode_header(header)
-        key = self.rng(c.KEY_SIZE)
-        nonce = self.rng(c.NONCE_SIZE)
-        ct = c.seal_body(key, nonce, payload, hb)
-        digest = c.message_digest(hb, nonce, ct)
-        sig = s.signing.sign(c.LABEL_SENDER_SIG + digest).signature
-        inbound = Inbound(header, payload, digest, hb, sig, nonce, ct, key)
+        inbound = _encrypt_and_sign(self._holder.secrets, self._codec, self.rng, header, payload)
         return self.deliver(inbound, recipients, decision=decision, review_id=review_id)
 
     def deliver(
