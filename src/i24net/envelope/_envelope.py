@@ -343,6 +343,22 @@ def _encrypt_and_sign(
     return Inbound(header, payload, digest, hb, sig, nonce, ct, key)
 
 
+def _unwrap_and_decrypt(
+    p: _Parsed, shared: c.SharedKeys, peer: PeerKey, label: bytes, digest: bytes
+) -> tuple[bytes, bytes]:
+    """Unwrap the content key from ``p``'s wrap (already checked to be ours), then decrypt."""
+    w = p.wrap
+    key = shared.unwrap(
+        w["wrapped"],
+        peer.public_key,
+        label,
+        (w["wrapper"], w["wrapper_key_id"]),
+        (w["recipient"], w["recipient_key_id"]),
+        digest,
+    )
+    return key, c.open_body(key, p.nonce, p.ciphertext, p.header_bytes)
+
+
 def _verify_sender(p: _Parsed, directory: Directory, replay: ReplayWindow) -> bytes:
     """Steps 4–7: sender key, signature, time, replay. Returns the message digest."""
     h = p.header
@@ -446,15 +462,7 @@ class Router:
         if w["recipient"] != self.station or w["wrapper"] != h.sender or mine is None:
             raise VerificationError(Reason.WRONG_RECIPIENT, f"wrap for {w['recipient']}")
         peer = self.directory.encryption_key(h.sender, w["wrapper_key_id"], h.created_ms)
-        key = mine[1].unwrap(
-            w["wrapped"],
-            peer.public_key,
-            c.LABEL_WRAP_GS,
-            (w["wrapper"], w["wrapper_key_id"]),
-            (w["recipient"], w["recipient_key_id"]),
-            digest,
-        )
-        payload = c.open_body(key, p.nonce, p.ciphertext, p.header_bytes)
+        key, payload = _unwrap_and_decrypt(p, mine[1], peer, c.LABEL_WRAP_GS, digest)
         if record:
             self.replay.record(h.message_id, h.expires_ms)
         return Inbound(h, payload, digest, p.header_bytes, p.signature, p.nonce, p.ciphertext, key)
@@ -570,15 +578,7 @@ class Receiver:
         ):
             raise VerificationError(Reason.WRONG_RECIPIENT, f"wrap for {w['recipient']}")
         peer = self.directory.encryption_key(self.router, w["wrapper_key_id"], att.decided_ms)
-        key = mine[1].unwrap(
-            w["wrapped"],
-            peer.public_key,
-            c.LABEL_WRAP_RECIPIENT,
-            (w["wrapper"], w["wrapper_key_id"]),
-            (w["recipient"], w["recipient_key_id"]),
-            digest,
-        )
-        payload = c.open_body(key, p.nonce, p.ciphertext, p.header_bytes)
+        _, payload = _unwrap_and_decrypt(p, mine[1], peer, c.LABEL_WRAP_RECIPIENT, digest)
         if record:
             self.replay.record(h.message_id, h.expires_ms)
         return Opened(h, payload, att, digest)
