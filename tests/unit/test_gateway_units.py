@@ -339,7 +339,9 @@ def test_inbox_cursor_ack_and_exactly_once(db: Database) -> None:
 # --- the daemon without a broker: disk bound -> 503, gauges ----------------------------
 
 
-def make_gateway(tmp_path: Path, world: Any, max_pending: int) -> Gateway:
+def make_gateway(
+    tmp_path: Path, world: Any, max_pending: int, directory: dict[str, Any] | None = None
+) -> Gateway:
     secrets, d, root = world
     save_root(root, tmp_path / "keys")
     for s in secrets.values():
@@ -355,7 +357,7 @@ def make_gateway(tmp_path: Path, world: Any, max_pending: int) -> Gateway:
                 "secret": str(tmp_path / "keys" / "FR.secret.json"),
                 "root_public": str(tmp_path / "keys" / "gs-root.public.json"),
             },
-            "directory": {"entries": str(tmp_path / "entries")},
+            "directory": {"entries": str(tmp_path / "entries"), **(directory or {})},
             "kafka": {"bootstrap": "127.0.0.1:9"},
             "api": {"port": 0},
             "outbox": {"max_pending_messages": max_pending},
@@ -417,3 +419,32 @@ async def test_undelivered_and_directory_gauges(gateway: Gateway, world: Any) ->
     assert get(name, {"precedence": "FLASH"}) == 901.0
     assert get(name, {"precedence": "ROUTINE"}) == 0.0
     assert get("i24net_gateway_directory_serial") == directory_serial(world[1]) >= 1
+
+
+async def test_start_returns_once_the_directory_topic_is_read(tmp_path: Path, world: Any) -> None:
+    """``start_wait_s`` bounds the wait for an unreachable broker; it is not a fixed delay."""
+    gw = make_gateway(tmp_path, world, 10, {"follow_topic": True, "start_wait_s": 300})
+    assert gw.follower is not None
+    follower_running = asyncio.create_task(asyncio.Event().wait())  # a follower that tails on
+    try:
+        gw.follower.caught_up.set()
+        await asyncio.wait_for(gw._await_directory(follower_running), 10)
+        assert not follower_running.done()
+    finally:
+        follower_running.cancel()
+        gw._close()
+
+
+async def test_start_serves_on_the_files_when_the_topic_is_not_read(
+    tmp_path: Path, world: Any
+) -> None:
+    gw = make_gateway(tmp_path, world, 10, {"follow_topic": True, "start_wait_s": 0.01})
+    assert gw.follower is not None
+    follower_running = asyncio.create_task(asyncio.Event().wait())
+    try:
+        await asyncio.wait_for(gw._await_directory(follower_running), 10)
+        assert not gw.follower.caught_up.is_set()
+        assert gw._ready_directory() == "directory topic i24.directory not read yet"
+    finally:
+        follower_running.cancel()
+        gw._close()

@@ -275,12 +275,18 @@ class Gateway:
             self._close()
 
     async def _await_directory(self, follow: asyncio.Task[None]) -> None:
-        """Wait (bounded by ``start_wait_s``) for the directory topic to be read."""
+        """Wait (bounded by ``start_wait_s``) for the directory topic to be read.
+
+        Returns as soon as the topic is read (or the follower ended): the
+        bound is for an unreachable broker, not a delay every start pays.
+        """
         assert self.follower is not None
         wait_s = self.settings.directory.start_wait_s
         caught_up = asyncio.ensure_future(self.follower.caught_up.wait())
         try:
-            await asyncio.wait([caught_up, follow], timeout=wait_s)
+            await asyncio.wait(
+                [caught_up, follow], timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             caught_up.cancel()
         if not self.follower.caught_up.is_set():
