@@ -421,11 +421,15 @@ async def test_undelivered_and_directory_gauges(gateway: Gateway, world: Any) ->
     assert get("i24net_gateway_directory_serial") == directory_serial(world[1]) >= 1
 
 
+async def _tails_on() -> None:
+    await asyncio.Event().wait()
+
+
 async def test_start_returns_once_the_directory_topic_is_read(tmp_path: Path, world: Any) -> None:
     """``start_wait_s`` bounds the wait for an unreachable broker; it is not a fixed delay."""
     gw = make_gateway(tmp_path, world, 10, {"follow_topic": True, "start_wait_s": 300})
     assert gw.follower is not None
-    follower_running = asyncio.create_task(asyncio.Event().wait())  # a follower that tails on
+    follower_running = asyncio.create_task(_tails_on())  # a follower that goes on reading
     try:
         gw.follower.caught_up.set()
         await asyncio.wait_for(gw._await_directory(follower_running), 10)
@@ -440,7 +444,7 @@ async def test_start_serves_on_the_files_when_the_topic_is_not_read(
 ) -> None:
     gw = make_gateway(tmp_path, world, 10, {"follow_topic": True, "start_wait_s": 0.01})
     assert gw.follower is not None
-    follower_running = asyncio.create_task(asyncio.Event().wait())
+    follower_running = asyncio.create_task(_tails_on())
     try:
         await asyncio.wait_for(gw._await_directory(follower_running), 10)
         assert not gw.follower.caught_up.is_set()
