@@ -263,10 +263,14 @@ def test_undelivered_oldest_by_precedence(world: Any, db: Database) -> None:
         )
 
     notice(ida, "DELIVERED", ["JP"])
-    notice(idb, "DELIVERED", ["JP"])  # GS still waiting
+    # GS's receipt is read before the router's notice: it waits for it
+    got_receipt = db.write_sync(
+        lambda conn: outbox.apply_receipt(conn, idb, "GS", "STORED", NOW + 10)
+    )
+    assert got_receipt is outbox.ReceiptOutcome.PENDING
     got = db.write_sync(lambda conn: outbox.undelivered_oldest(conn, NOW + 5000))
     assert got == {"ROUTINE": NOW}
-    db.write_sync(lambda conn: outbox.apply_receipt(conn, idb, "GS", "STORED", NOW + 10))
+    notice(idb, "DELIVERED", ["GS", "JP"])
     notice(idc, "DELIVERED", ["JP", "GS"])
     assert db.write_sync(lambda conn: outbox.undelivered_oldest(conn, NOW + 5000)) == {}
     # a refused message, and an expired one, no longer count
@@ -282,6 +286,90 @@ def test_undelivered_oldest_by_precedence(world: Any, db: Database) -> None:
         "PRIORITY": NOW
     }
     assert db.write_sync(lambda conn: outbox.undelivered_oldest(conn, NOW + 61_000)) == {}
+
+
+# --- receipts count only from stations the router delivered to ---------------------
+
+
+def _receipt(
+    db: Database, mid: str, station: str, at_ms: int = NOW + 20, **kw: Any
+) -> outbox.ReceiptOutcome:
+    return db.write_sync(lambda c: outbox.apply_receipt(c, mid, station, "STORED", at_ms, **kw))
+
+
+def _notice(db: Database, mid: str, status: str, stations: list[str]) -> Any:
+    return db.write_sync(
+        lambda c: outbox.apply_notice(c, mid, status, stations, None, None, NOW + 30)
+    )
+
+
+def _status(db: Database, mid: str) -> dict[str, Any]:
+    got = db.write_sync(lambda c: outbox.status(c, mid))
+    assert got is not None
+    return got
+
+
+def _queued(world: Any, db: Database, **kw: Any) -> str:
+    p = make_intake(world).prepare(sub(**kw))
+    db.write_sync(lambda c: outbox.insert(c, p, NOW))
+    return p.header.message_id
+
+
+def test_receipt_for_a_held_message_is_not_applied(world: Any, db: Database) -> None:
+    """A station that knows the id of a held (never delivered) message cannot mark it
+    RECEIPTED: its receipt waits for a DELIVERED notice, and the rejection refuses it."""
+    mid = _queued(world, db)
+    _notice(db, mid, "ACCEPTED", [])
+    _notice(db, mid, "HELD_FOR_REVIEW", [])
+    assert _receipt(db, mid, "JP") is outbox.ReceiptOutcome.PENDING
+    st = _status(db, mid)
+    assert st["status"] == "HELD_FOR_REVIEW"
+    assert [s["receipted_ms"] for s in st["stations"]] == [None]
+    assert db.write_sync(outbox.pending_receipts) == 1
+    settled = _notice(db, mid, "REJECTED", [])
+    assert settled == outbox.NoticeApplied([], 1)
+    assert db.write_sync(outbox.pending_receipts) == 0
+    assert _status(db, mid)["status"] == "REJECTED"
+    # and after the rejection, no receipt is kept at all
+    assert _receipt(db, mid, "JP") is outbox.ReceiptOutcome.NOT_DELIVERED
+    assert db.write_sync(outbox.pending_receipts) == 0
+
+
+def test_receipt_before_and_after_the_delivered_notice(world: Any, db: Database) -> None:
+    mid = _queued(world, db, to=("JP", "GS"))
+    # read before the notice: waits; the notice lists JP, not GS (which was not delivered)
+    assert _receipt(db, mid, "JP") is outbox.ReceiptOutcome.PENDING
+    assert _receipt(db, mid, "GS") is outbox.ReceiptOutcome.PENDING
+    assert _status(db, mid)["status"] == "ACCEPTED"
+    settled = _notice(db, mid, "DELIVERED", ["JP"])
+    assert settled == outbox.NoticeApplied(["STORED"], 1)
+    st = _status(db, mid)
+    assert st["status"] == "RECEIPTED"  # every station delivered to has receipted
+    by_station = {s["station"]: s for s in st["stations"]}
+    assert by_station["JP"]["receipted_ms"] == NOW + 20
+    assert by_station["GS"]["receipted_ms"] is None
+    # after the notice: a station it does not list is refused at once
+    assert _receipt(db, mid, "GS") is outbox.ReceiptOutcome.NOT_DELIVERED
+    assert _receipt(db, mid, "FR") is outbox.ReceiptOutcome.NOT_DELIVERED
+    assert db.write_sync(outbox.pending_receipts) == 0
+    # the usual order: notice, then receipt
+    other = _queued(world, db)
+    _notice(db, other, "DELIVERED", ["JP"])
+    assert _status(db, other)["status"] == "DELIVERED"
+    assert _receipt(db, other, "JP") is outbox.ReceiptOutcome.APPLIED
+    assert _status(db, other)["status"] == "RECEIPTED"
+    assert _receipt(db, "not-ours", "JP") is outbox.ReceiptOutcome.UNKNOWN_MESSAGE
+
+
+def test_pending_receipts_are_bounded(world: Any, db: Database) -> None:
+    a, b = _queued(world, db), _queued(world, db, expires_in_s=60)
+    assert _receipt(db, b, "JP", max_pending=1) is outbox.ReceiptOutcome.PENDING
+    assert _receipt(db, a, "JP", max_pending=1) is outbox.ReceiptOutcome.PENDING_FULL
+    # once b has expired (it can no longer be delivered), its receipt makes room
+    later = NOW + 61_000
+    assert _receipt(db, a, "JP", later, max_pending=1) is outbox.ReceiptOutcome.PENDING
+    assert _receipt(db, a, "GS", later, max_pending=1) is outbox.ReceiptOutcome.PENDING_FULL
+    assert db.write_sync(outbox.pending_receipts) == 1
 
 
 # --- inbox cursor -------------------------------------------------------------------

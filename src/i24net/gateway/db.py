@@ -58,6 +58,13 @@ CREATE TABLE IF NOT EXISTS outbox_stations (
     outcome TEXT,
     PRIMARY KEY (message_id, station)
 );
+CREATE TABLE IF NOT EXISTS receipts_pending (
+    message_id TEXT NOT NULL,
+    station TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (message_id, station)
+);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     message_id TEXT NOT NULL,

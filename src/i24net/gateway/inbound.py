@@ -198,6 +198,8 @@ class InboundStream:
             self.metrics.status_notices.labels(status).inc()
         for outcome in results["receipts"]:
             self.metrics.receipts_received.labels(outcome).inc()
+        for reason in results["receipts_refused"]:
+            self.metrics.receipts_refused.labels(reason).inc()
         for seconds in results["routed_s"]:
             self.metrics.stage_seconds.labels("sent_to_routed").observe(seconds)
         for it in items:
@@ -267,7 +269,12 @@ class InboundStream:
     def _store_all(
         self, c: sqlite3.Connection, items: list[_Item], now: int
     ) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {"notices": [], "receipts": [], "routed_s": []}
+        out: dict[str, list[Any]] = {
+            "notices": [],
+            "receipts": [],
+            "receipts_refused": [],
+            "routed_s": [],
+        }
         for it in items:
             if it.opened is None:
                 if it.replayed_id is not None and _same_record(c, it):
@@ -331,7 +338,7 @@ class InboundStream:
                     sent = outbox.sent_ms(c, rec["message_id"])
                     if sent is not None:
                         out["routed_s"].append(max(0, rec["at_ms"] - sent) / 1000)
-                outbox.apply_notice(
+                settled = outbox.apply_notice(
                     c,
                     rec["message_id"],
                     rec["status"],
@@ -341,9 +348,26 @@ class InboundStream:
                     rec["at_ms"],
                 )
                 out["notices"].append(rec["status"])
+                if settled is not None:
+                    out["receipts"] += settled.receipts
+                    out["receipts_refused"] += [outbox.ReceiptOutcome.NOT_DELIVERED.value] * (
+                        settled.refused
+                    )
             elif h.kind == "DELIVERY_RECEIPT":
-                if outbox.apply_receipt(c, rec["message_id"], h.sender, rec["outcome"], now):
+                got = outbox.apply_receipt(c, rec["message_id"], h.sender, rec["outcome"], now)
+                if got is outbox.ReceiptOutcome.APPLIED:
                     out["receipts"].append(rec["outcome"])
+                elif got in (
+                    outbox.ReceiptOutcome.NOT_DELIVERED,
+                    outbox.ReceiptOutcome.PENDING_FULL,
+                ):
+                    out["receipts_refused"].append(got.value)
+                    log.warning(
+                        "inbound: receipt from %s for %r refused (%s)",
+                        h.sender,
+                        rec["message_id"],
+                        got.value,
+                    )
             elif it.receipt is not None:
                 outbox.insert(c, it.receipt, now, internal=True)
         return out

@@ -28,6 +28,7 @@ class GatewayMetrics:
     verification_failures: Counter
     status_notices: Counter
     receipts_received: Counter
+    receipts_refused: Counter
     stage_seconds: Histogram
     broker_up: Gauge
     directory_stations: Gauge
@@ -107,6 +108,14 @@ class GatewayMetrics:
                 "i24net_gateway_receipts_received",
                 "Delivery receipts received for messages this station sent, by outcome",
                 ["outcome"],
+                registry=r,
+            ),
+            receipts_refused=Counter(
+                "i24net_gateway_receipts_refused",
+                "Delivery receipts not applied, by reason: receipt_not_delivered (from a "
+                "station the router did not deliver to), receipt_pending_full (no room to "
+                "wait for the DELIVERED notice)",
+                ["reason"],
                 registry=r,
             ),
             stage_seconds=Histogram(

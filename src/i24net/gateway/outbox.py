@@ -9,13 +9,25 @@ Status lifecycle of a message (``status``, never moves backwards):
 ACCEPTED -> SENT -> ROUTED -> [HELD_FOR_REVIEW -> APPROVED] -> DELIVERED -> RECEIPTED,
 or a terminal REFUSED / REJECTED / EXPIRED with ``reason``. Per-station
 delivery and receipt times are kept in ``outbox_stations``.
+
+A delivery receipt counts only from a station the router delivered to: the
+router's signed DELIVERED notice names them. Any station that learnt a
+message id could otherwise mark a held (never delivered) message
+RECEIPTED. Notice and receipt travel under different keys, so they may be
+read in either order: a receipt that comes first waits in
+``receipts_pending`` (bounded, ``MAX_PENDING_RECEIPTS``) and is applied,
+or refused, when the notice comes. A receipt for a message that can no
+longer be delivered to its station (refused, rejected, expired, or a
+DELIVERED notice that does not list it) is refused and counted
+(:class:`ReceiptOutcome`).
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from i24net.gateway.intake import Prepared, recipients_list
@@ -44,6 +56,38 @@ NOTICE_STATUS = {
     "EXPIRED": "EXPIRED",
 }
 """``net.i24.MessageStatus`` of a router StatusNotice -> the gateway status it sets."""
+
+TERMINAL = ("REFUSED", "REJECTED", "EXPIRED")
+"""Statuses after which nothing more is delivered."""
+
+MAX_PENDING_RECEIPTS = 100_000
+"""Receipts kept while they wait for the DELIVERED notice (beyond: refused, counted).
+A receipt normally waits for one poll at most; the bound only matters against a
+station flooding receipts for message ids it learnt."""
+
+
+class ReceiptOutcome(enum.StrEnum):
+    """What became of one delivery receipt (the refusals are metric label values)."""
+
+    APPLIED = "applied"
+    PENDING = "pending"
+    """Kept until the router's DELIVERED notice says whether its station was delivered."""
+    UNKNOWN_MESSAGE = "unknown_message"
+    """Not a message this station sent (nothing recorded)."""
+    NOT_DELIVERED = "receipt_not_delivered"
+    """From a station the message was not, and will not be, delivered to."""
+    PENDING_FULL = "receipt_pending_full"
+    """No room left to keep it until the notice (``MAX_PENDING_RECEIPTS``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeApplied:
+    """A status notice applied, with the waiting receipts it settled."""
+
+    receipts: list[str] = field(default_factory=list)
+    """Outcomes (STORED...) of the receipts now applied."""
+    refused: int = 0
+    """Waiting receipts refused: their station is not among those delivered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,13 +296,18 @@ def apply_notice(
     reason: str | None,
     explanation: str | None,
     at_ms: int,
-) -> bool:
-    """Apply a router StatusNotice; False when the message is not ours."""
+) -> NoticeApplied | None:
+    """Apply a router StatusNotice; None when the message is not ours.
+
+    A DELIVERED notice settles the receipts that came before it: those of a
+    station it lists are applied, the others refused; a terminal notice
+    refuses every waiting receipt.
+    """
     if conn.execute("SELECT 1 FROM outbox WHERE id = ?", (message_id,)).fetchone() is None:
-        return False
+        return None
     status = NOTICE_STATUS.get(notice_status, notice_status)
     if status not in STATUS_ORDER:
-        return False
+        return None
     _event(conn, message_id, at_ms, status, stations, reason, explanation)
     if status == "DELIVERED":
         conn.executemany(
@@ -268,32 +317,108 @@ def apply_notice(
             [(message_id, s, at_ms) for s in stations],
         )
     _advance(conn, message_id, status, at_ms, reason=reason, explanation=explanation)
-    return True
+    if status != "DELIVERED" and status not in TERMINAL:
+        return NoticeApplied()
+    waiting = conn.execute(
+        "SELECT station, outcome, at_ms FROM receipts_pending WHERE message_id = ?"
+        " ORDER BY at_ms, station",
+        (message_id,),
+    ).fetchall()
+    if not waiting:
+        return NoticeApplied()
+    conn.execute("DELETE FROM receipts_pending WHERE message_id = ?", (message_id,))
+    delivered = set(stations) if status == "DELIVERED" else set()
+    applied = []
+    for station, outcome, received_ms in waiting:
+        if station in delivered:
+            _receipted(conn, message_id, station, outcome, received_ms)
+            applied.append(outcome)
+    return NoticeApplied(applied, len(waiting) - len(applied))
 
 
 def apply_receipt(
-    conn: sqlite3.Connection, message_id: str, station: str, outcome: str, at_ms: int
-) -> bool:
-    """Record a recipient's DeliveryReceipt; the message is RECEIPTED once every
-    delivered (or addressed) station has receipted it."""
-    if conn.execute("SELECT 1 FROM outbox WHERE id = ?", (message_id,)).fetchone() is None:
-        return False
+    conn: sqlite3.Connection,
+    message_id: str,
+    station: str,
+    outcome: str,
+    at_ms: int,
+    *,
+    max_pending: int = MAX_PENDING_RECEIPTS,
+) -> ReceiptOutcome:
+    """Record a recipient's DeliveryReceipt, if the router delivered the message to
+    ``station``; the message is RECEIPTED once every station delivered to has receipted.
+
+    ``station`` is the receipt's authenticated sender. Before the DELIVERED
+    notice the receipt waits (durably, bounded by ``max_pending``).
+    """
+    row = conn.execute("SELECT status FROM outbox WHERE id = ?", (message_id,)).fetchone()
+    if row is None:
+        return ReceiptOutcome.UNKNOWN_MESSAGE
+    delivered = conn.execute(
+        "SELECT delivered_ms FROM outbox_stations WHERE message_id = ? AND station = ?",
+        (message_id, station),
+    ).fetchone()
+    if delivered is not None and delivered[0] is not None:
+        _receipted(conn, message_id, station, outcome, at_ms)
+        return ReceiptOutcome.APPLIED
+    if row[0] in TERMINAL or _delivered_notice_seen(conn, message_id):
+        return ReceiptOutcome.NOT_DELIVERED
+    if not _room_for_pending(conn, at_ms, max_pending):
+        return ReceiptOutcome.PENDING_FULL
     conn.execute(
-        "INSERT INTO outbox_stations (message_id, station, receipted_ms, outcome)"
-        " VALUES (?, ?, ?, ?) ON CONFLICT (message_id, station) DO UPDATE SET"
-        " receipted_ms = COALESCE(receipted_ms, excluded.receipted_ms),"
-        " outcome = excluded.outcome",
-        (message_id, station, at_ms, outcome),
+        "INSERT INTO receipts_pending (message_id, station, outcome, at_ms) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (message_id, station) DO NOTHING",
+        (message_id, station, outcome, at_ms),
+    )
+    return ReceiptOutcome.PENDING
+
+
+def _delivered_notice_seen(conn: sqlite3.Connection, message_id: str) -> bool:
+    """The router's one DELIVERED notice for the message was applied (only
+    :func:`apply_notice` writes DELIVERED events)."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM events WHERE message_id = ? AND status = 'DELIVERED' LIMIT 1",
+            (message_id,),
+        ).fetchone()
+        is not None
+    )
+
+
+def _room_for_pending(conn: sqlite3.Connection, now: int, max_pending: int) -> bool:
+    """Below the bound, after dropping receipts whose message can no longer be delivered."""
+    if pending_receipts(conn) < max_pending:
+        return True
+    conn.execute(
+        "DELETE FROM receipts_pending WHERE message_id IN (SELECT id FROM outbox"
+        " WHERE id IN (SELECT message_id FROM receipts_pending)"
+        f" AND (expires_ms <= ? OR status IN ({', '.join('?' * len(TERMINAL))})))",
+        (now, *TERMINAL),
+    )
+    return pending_receipts(conn) < max_pending
+
+
+def pending_receipts(conn: sqlite3.Connection) -> int:
+    """Receipts waiting for their message's DELIVERED notice."""
+    return int(conn.execute("SELECT COUNT(*) FROM receipts_pending").fetchone()[0])
+
+
+def _receipted(
+    conn: sqlite3.Connection, message_id: str, station: str, outcome: str, at_ms: int
+) -> None:
+    conn.execute(
+        "UPDATE outbox_stations SET receipted_ms = COALESCE(receipted_ms, ?), outcome = ?"
+        " WHERE message_id = ? AND station = ?",
+        (at_ms, outcome, message_id, station),
     )
     _event(conn, message_id, at_ms, "RECEIPTED", [station], None, outcome)
     waiting = conn.execute(
-        "SELECT COUNT(*) FROM outbox_stations WHERE message_id = ? AND receipted_ms IS NULL",
+        "SELECT COUNT(*) FROM outbox_stations WHERE message_id = ?"
+        " AND delivered_ms IS NOT NULL AND receipted_ms IS NULL",
         (message_id,),
     ).fetchone()[0]
-    _advance(conn, message_id, "DELIVERED", at_ms)
     if waiting == 0:
         _advance(conn, message_id, "RECEIPTED", at_ms)
-    return True
 
 
 def status(conn: sqlite3.Connection, message_id: str) -> dict[str, Any] | None:
