@@ -141,7 +141,16 @@ def test_a_record_moved_to_another_chain_breaks_both() -> None:
     recs = build(3, ("router/a", "router/b"))
     recs[2] = replace(recs[2], key=b"router/b")  # a's seq 1 claimed by b
     report = verify_chain(recs, STORE)
-    assert not report.ok
+    found: dict[str, set[tuple[ProblemKind, int | None, int | None]]] = {}
+    for p in report.problems:
+        found.setdefault(p.chain, set()).add((p.kind, p.sequence, p.offset))
+    # a lost its seq 1 (between offsets 0 and 4); b got a second seq 1, at offset 2, that does
+    # not link to b's seq 0 nor hash to what b's seq 2 recorded
+    assert found == {
+        "router/a": {(ProblemKind.GAP, 1, None)},
+        "router/b": {(ProblemKind.EDIT, 1, 2), (ProblemKind.DUPLICATE, 1, 3)},
+    }
+    assert "between offsets 0 and 4" in str(report.problems[0])
 
 
 def test_chain_rollback_after_an_aborted_transaction() -> None:

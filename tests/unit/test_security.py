@@ -37,12 +37,42 @@ def test_leaf_certificate_has_loopback_sans_and_a_pkcs8_key_without_password() -
     assert leaf.keystore_pem().index(b"PRIVATE KEY") < leaf.keystore_pem().index(b"CERTIFICATE")
 
 
+def handshake(server: ssl.SSLContext, client: ssl.SSLContext, host: str) -> None:
+    """A full TLS handshake in memory (no socket, no port): raises what the client raises."""
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    tls_client = client.wrap_bio(c_in, c_out, server_hostname=host)
+    tls_server = server.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(10):
+        done = 0
+        for end in (tls_client, tls_server):
+            try:
+                end.do_handshake()
+                done += 1
+            except ssl.SSLWantReadError:
+                pass
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+        if done == 2:
+            return
+    raise AssertionError("the handshake did not finish in 10 rounds")
+
+
 def test_python_tls_client_trusts_the_dev_ca(tmp_path: Path) -> None:
+    """A default-verifying client completes a handshake with a broker certificate, by name and
+    by address, and refuses it under another name or without the dev CA."""
     pki = write_dev_pki(tmp_path, ["broker-1"])
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(pki.brokers["broker-1"].keystore_file)  # key + chain in one PEM
     ctx = ssl.create_default_context(cafile=str(pki.ca_file))
     assert ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
+    handshake(server, ctx, "localhost")
+    handshake(server, ctx, "127.0.0.1")
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+        handshake(server, ctx, "broker.example.org")
+    stranger = tmp_path / "other-ca.pem"
+    stranger.write_bytes(create_ca("another CA").cert_pem)
+    with pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):
+        handshake(server, ssl.create_default_context(cafile=str(stranger)), "localhost")
 
 
 def test_dev_pki_is_reused_and_keys_are_private(tmp_path: Path) -> None:
