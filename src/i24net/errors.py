@@ -56,6 +56,11 @@ class Reason(enum.StrEnum):
     DECRYPT_FAILED = "decrypt_failed"
     UNKNOWN_RECIPIENT = "unknown_recipient"
     UNAUTHORISED = "unauthorised"
+    INTERNAL_ERROR = "internal_error"
+    """Deciding the record raised something unexpected (a bug or a fault): dead-lettered."""
+    BROKER_REFUSED = "broker_refused"
+    """The broker refused to store what the decision produced (e.g. a record over the
+    topic's ``max.message.bytes``): the record alone is dead-lettered."""
 
 
 class I24Error(Exception):

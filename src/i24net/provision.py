@@ -88,6 +88,13 @@ ROUTER_GROUP_PREFIX = f"{PREFIX}.router"
 AUDITOR_GROUP_PREFIX = f"{PREFIX}.auditor"
 
 DAY_MS = 86_400_000
+MAX_MESSAGE_BYTES = 2 << 20
+"""``max.message.bytes`` of every i24net topic: a delivery envelope (``max_envelope``,
+1 MiB + 16 KiB, docs/envelope.md) with its record headers fits, and so does every
+record the router produces (it checks them against ``MAX_RECORD_BYTES``)."""
+OUT_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
+"""``i24.out.*`` records carry the broker's append time, a time the sending station does
+not choose: the router decides on it whether the sender's key was revoked (security.md)."""
 
 
 def out_topic(code: str) -> str:
@@ -137,6 +144,7 @@ class TopicPolicy:
             "min.insync.replicas": str(self.min_insync_replicas),
             "retention.ms": str(retention_ms),
             "cleanup.policy": "delete",
+            "max.message.bytes": str(MAX_MESSAGE_BYTES),
         }
         config.update(extra)
         return config
@@ -162,7 +170,10 @@ class TopicPolicy:
         for code in sorted(set(stations)):
             specs.append(
                 TopicSpec(
-                    out_topic(code), self.out_partitions, rf, self._config(self.out_retention_ms)
+                    out_topic(code),
+                    self.out_partitions,
+                    rf,
+                    self._config(self.out_retention_ms, **OUT_TOPIC_CONFIG),
                 )
             )
             specs.append(

@@ -359,10 +359,22 @@ def _unwrap_and_decrypt(
     return key, c.open_body(key, p.nonce, p.ciphertext, p.header_bytes)
 
 
-def _verify_sender(p: _Parsed, directory: Directory, replay: ReplayWindow) -> bytes:
-    """Steps 4–7: sender key, signature, time, replay. Returns the message digest."""
+def _verify_sender(
+    p: _Parsed, directory: Directory, replay: ReplayWindow, appended_ms: int | None = None
+) -> bytes:
+    """Steps 4–7: sender key, signature, time, replay. Returns the message digest.
+
+    ``appended_ms`` is a time the sender does not choose (the broker's append time at
+    the router): a key revoked (or suspended) by then refuses the message, however far
+    back the sender dated ``created_ms``."""
     h = p.header
     vk = directory.signing_key(h.sender, h.sender_key_id, h.created_ms)
+    if appended_ms is not None and appended_ms > h.created_ms:
+        try:
+            directory.signing_key(h.sender, h.sender_key_id, appended_ms)
+        except VerificationError as exc:
+            if exc.reason in (Reason.REVOKED_KEY, Reason.SUSPENDED_KEY):
+                raise
     digest = c.message_digest(p.header_bytes, p.nonce, p.ciphertext)
     try:
         vk.verify(c.LABEL_SENDER_SIG + digest, p.signature)
@@ -450,11 +462,14 @@ class Router:
     def station(self) -> str:
         return self._holder.secrets.station
 
-    def open(self, data: bytes, *, record: bool = True) -> Inbound:
-        """Steps 1–11 at the router. ``record=False`` leaves ``replay.record`` to the caller."""
+    def open(
+        self, data: bytes, *, record: bool = True, appended_ms: int | None = None
+    ) -> Inbound:
+        """Steps 1–11 at the router. ``record=False`` leaves ``replay.record`` to the caller;
+        ``appended_ms``: the broker's append time of the record (see ``_verify_sender``)."""
         p = self._codec.parse(data)
         h = p.header
-        digest = _verify_sender(p, self.directory, self.replay)
+        digest = _verify_sender(p, self.directory, self.replay, appended_ms)
         if p.attestation is not None:
             raise VerificationError(Reason.MALFORMED, "a sender envelope carries an attestation")
         w = p.wrap

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +41,7 @@ from i24net.audit import (
 from i24net.audit.topic import prime
 from i24net.clock import Clock, system_clock
 from i24net.directory import Directory, read_all
-from i24net.errors import BrokerError, ServiceError
+from i24net.errors import BrokerError, Reason, ServiceError
 from i24net.kafka import TopicSpec, ensure_topics
 from i24net.keys import load_root_public, load_station
 from i24net.policy import Engine, load_policy
@@ -403,89 +404,163 @@ class RouterApp:
 
         With ``budget_s``, deciding stops once that much time was spent (at least one
         record is decided): the rest goes back to the scheduler for the next batch.
+        A transaction that fails for a reason the broker may get over (retriable) is
+        retried from the first record; one that the broker refused for what it holds
+        (e.g. a record too large for its topic) is split in halves until the record at
+        fault is alone, and that record is dead-lettered (``broker_refused``) with a
+        notice to its sender: one record never wedges its partition.
         """
-        from aiokafka import TopicPartition
-        from aiokafka.structs import OffsetAndMetadata
-
         t0 = time.perf_counter()
         async with self.lock:
             if self._stopped:  # stopping: leave the records to the group's next owner
                 return []
             ids: set[str] = set()
-            decided: list[Decided] = []
-            offsets: dict[Any, Any] = {}
-            firsts: dict[Any, int] = {}
+            items: list[tuple[Any, Decided]] = []
             for i, r in enumerate(batch):
                 if budget_s is not None and i and time.perf_counter() - t0 >= budget_s:
                     self.scheduler.put_back(batch[i:])
                     batch = batch[:i]
                     break
                 origin = f"{r.topic}:{r.partition}:{r.offset}"
-                decided.append(
-                    self.pipeline.process(
-                        r.topic, origin, r.key, r.value, list(r.headers or ()), ids
-                    )
+                d = self.pipeline.process(
+                    r.topic, origin, r.key, r.value, list(r.headers or ()), ids, _appended(r)
                 )
-                tp = TopicPartition(r.topic, r.partition)
-                firsts.setdefault(tp, r.offset)
-                offsets[tp] = OffsetAndMetadata(r.offset + 1, "")
-            outputs = [o for d in decided for o in d.outputs]
-            entries = [e for d in decided for e in d.audit]
-            try:
-                await self._commit(offsets, outputs, entries)
-            except Exception as exc:
-                self.metrics.transactions.labels("aborted").inc()
-                for tp, first in firsts.items():
-                    self.scheduler.drop([(tp.topic, tp.partition)])
-                    with contextlib.suppress(Exception):
-                        self._consumer.seek(tp, first)
-                if _fatal(exc):
-                    raise ServiceError(f"router transaction failed: {exc!r}") from exc
-                log.warning("transaction aborted, batch will be retried: %r", exc)
-                return []
-            self.metrics.transactions.labels("committed").inc()
-            for tp, om in offsets.items():
-                self._done[tp] = om.offset
-            self.committed_batches += 1
-        self._after_commit(decided, time.perf_counter() - t0, len(batch))
+                items.append((r, d))
+            committed = await self._commit_items(items)
+        decided = [d for _, d in committed]
+        if committed:
+            self._after_commit(decided, time.perf_counter() - t0, len(committed))
         return decided
+
+    async def _commit_items(self, items: list[tuple[Any, Decided]]) -> list[tuple[Any, Decided]]:
+        """Commit ``items`` (records and their decisions, in batch order); returns what was
+        committed. On a retriable failure the partitions are sought back to the first
+        uncommitted record. The caller holds the lock."""
+        if not items:
+            return []
+        try:
+            await self._commit(_offsets(r for r, _ in items), *_produced(d for _, d in items))
+        except Exception as exc:
+            self.metrics.transactions.labels("aborted").inc()
+            if _fatal(exc):
+                self._rewind(items)
+                raise ServiceError(f"router transaction failed: {exc!r}") from exc
+            if _retriable(exc):
+                log.warning("transaction aborted, batch will be retried: %r", exc)
+                self._rewind(items)
+                return []
+            if len(items) > 1:
+                mid = len(items) // 2
+                log.warning(
+                    "transaction of %d records refused (%r): split to find the record at fault",
+                    len(items),
+                    exc,
+                )
+                first = await self._commit_items(items[:mid])
+                if len(first) < mid:
+                    self._rewind(items[len(first) :])
+                    return first
+                return first + await self._commit_items(items[mid:])
+            return await self._dead_letter_refused(items[0], exc)
+        self.metrics.transactions.labels("committed").inc()
+        for r, _ in items:
+            self._done[_tp(r.topic, r.partition)] = r.offset + 1
+        self.committed_batches += 1
+        return items
+
+    async def _dead_letter_refused(
+        self, item: tuple[Any, Decided], exc: Exception
+    ) -> list[tuple[Any, Decided]]:
+        """The broker refused what one record's decision produced: dead-letter it instead."""
+        r, d = item
+        origin = f"{r.topic}:{r.partition}:{r.offset}"
+        log.error("record %s: the broker refused its outputs (%r): dead-lettered", origin, exc)
+        station = r.topic.removeprefix(self.settings.topics.out_prefix)
+        dead = self.pipeline.dead_letter(
+            station, origin, r.key, r.value or b"", Reason.BROKER_REFUSED, header=d.header
+        )
+        try:
+            await self._commit(_offsets([r]), *_produced([dead]))
+        except Exception as again:
+            self.metrics.transactions.labels("aborted").inc()
+            self._rewind([item])
+            if _fatal(again) or not _retriable(again):
+                raise ServiceError(
+                    f"cannot dead-letter record {origin}: {again!r} (after {exc!r})"
+                ) from again
+            return []
+        self.metrics.transactions.labels("committed").inc()
+        self._done[_tp(r.topic, r.partition)] = r.offset + 1
+        self.committed_batches += 1
+        return [(r, dead)]
+
+    def _rewind(self, items: Sequence[tuple[Any, Decided]]) -> None:
+        """Seek each partition of ``items`` back to its first record (and forget what the
+        scheduler holds for it: the consumer fetches it again)."""
+        firsts: dict[Any, int] = {}
+        for r, _ in items:
+            firsts.setdefault(_tp(r.topic, r.partition), r.offset)
+        for tp, first in firsts.items():
+            self.scheduler.drop([(tp.topic, tp.partition)])
+            with contextlib.suppress(Exception):
+                self._consumer.seek(tp, first)
 
     async def execute(self, decided: Sequence[Decided]) -> None:
         """Commit decisions made outside the consumer loop (review) in one transaction."""
         async with self.lock:
             if self._stopped:
                 raise ServiceError("router stopping")
-            outputs = [o for d in decided for o in d.outputs]
-            entries = [e for d in decided for e in d.audit]
-            await self._commit({}, outputs, entries)
+            await self._commit({}, *_produced(decided))
         self._after_commit(decided, 0.0, 0)
 
     async def _commit(
         self, offsets: dict[Any, Any], outputs: list[Out], entries: list[Entry]
     ) -> None:
+        """One transaction: offsets first, then every record; each send is confirmed
+        before the commit (aiokafka would commit over a failed send, KAFKA-9279), so a
+        failure aborts the whole transaction instead of losing a record."""
         chain = self.chain
         saved = chain.head
         appended = chain.extend(entries, self.clock())
         p = self._producer
+        sent = False
         try:
             async with p.transaction():
                 if offsets:
                     await p.send_offsets_to_transaction(offsets, self.settings.router.group)
+                futures = []
                 for o in outputs:
-                    await p.send(o.topic, key=o.key, value=o.value, headers=list(o.headers))
-                for a in appended:
-                    await p.send(
-                        self.settings.topics.audit, key=a.key, value=a.value, headers=a.headers
+                    sent = True
+                    futures.append(
+                        await p.send(o.topic, key=o.key, value=o.value, headers=list(o.headers))
                     )
+                for a in appended:
+                    sent = True
+                    futures.append(
+                        await p.send(
+                            self.settings.topics.audit, key=a.key, value=a.value, headers=a.headers
+                        )
+                    )
+                await asyncio.gather(*futures)
+                self._fault("before_commit")
         except BaseException as exc:
             chain.reset(saved)
-            if isinstance(exc, Exception) and not _fatal(exc) and _broken(p):
+            if isinstance(exc, Exception) and not _fatal(exc) and (sent or _broken(p)):
+                # A failed send leaves the idempotent producer's sequence numbers in doubt
+                # (OutOfOrderSequenceNumber on the next transaction): start a fresh one.
                 try:
                     await self._reset_producer()
                 except Exception as again:
                     raise BrokerError(f"cannot restart the producer: {again!r}") from exc
             raise
         self.metrics.audit_chain_length.labels(chain.chain_id).set(chain.head.next_sequence)
+
+    def _fault(self, point: str) -> None:
+        """Fault injection for tests (``[testing]`` settings): exit like kill -9 here."""
+        after = self.settings.testing.exit_before_commit_after_batches
+        if point == "before_commit" and after and self.committed_batches >= after:
+            log.warning("testing: exiting with a transaction open (records sent, not committed)")
+            os._exit(137)
 
     def _after_commit(self, decided: Sequence[Decided], seconds: float, n: int) -> None:
         replay = self._replay
@@ -578,6 +653,48 @@ def _tp(topic: str, partition: int) -> Any:
     from aiokafka import TopicPartition
 
     return TopicPartition(topic, partition)
+
+
+LOG_APPEND_TIME = 1
+"""``timestamp_type`` of a record stamped by the broker (``message.timestamp.type``)."""
+
+
+def _appended(record: Any) -> int | None:
+    """The broker's append time of ``record``, or None when the topic keeps the producer's
+    time (a time the sender chooses: the pipeline then uses the router's clock)."""
+    if record.timestamp_type == LOG_APPEND_TIME:
+        return int(record.timestamp)
+    return None
+
+
+def _offsets(records: Any) -> dict[Any, Any]:
+    """The offsets to commit after ``records``: per partition, the last offset + 1."""
+    from aiokafka.structs import OffsetAndMetadata
+
+    out: dict[Any, Any] = {}
+    for r in records:
+        out[_tp(r.topic, r.partition)] = OffsetAndMetadata(r.offset + 1, "")
+    return out
+
+
+def _produced(decided: Any) -> tuple[list[Out], list[Entry]]:
+    outputs: list[Out] = []
+    entries: list[Entry] = []
+    for d in decided:
+        outputs.extend(d.outputs)
+        entries.extend(d.audit)
+    return outputs, entries
+
+
+def _retriable(exc: BaseException) -> bool:
+    """A failure the broker may get over (unavailable, timeouts, leadership moving,
+    ``CONCURRENT_TRANSACTIONS``...): retry the same records. Anything else that
+    aborted a transaction is about what it held: split it."""
+    from aiokafka.errors import KafkaError
+
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable)
+    return isinstance(exc, ConnectionError | TimeoutError)
 
 
 def _fatal(exc: BaseException) -> bool:

@@ -4,12 +4,22 @@ Pure with respect to Kafka: :meth:`Pipeline.process` returns the records to
 produce (deliveries, quarantine, DLQ, status notice) and the audit entries;
 the app writes them all in one transaction with the consumer offsets, and
 records the message id in the replay window only after the commit.
+
+Every record gets a decision: whatever goes wrong while deciding one record
+(a hostile header, a bug, a fault in the codec, the screen or the directory)
+dead-letters that record with a reason (``internal_error`` when nothing more
+specific fits) and the stream goes on. Only the app's Kafka calls can stop
+the service. Everything produced is bounded: a dead-letter record keeps the
+original bytes only up to ``DLQ_MAX_VALUE`` (beyond it a prefix, with the
+original's size and digest in headers), and a decision whose records would
+not fit ``max_record_bytes`` is dead-lettered as ``oversized`` instead.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -40,6 +50,15 @@ log = logging.getLogger(__name__)
 
 NOTICE = "net.i24.StatusNotice"
 HINTS = {"i24-msgid", "i24-sender", "i24-kind", "i24-precedence"}
+MAX_RECORD_BYTES = (2 << 20) - (64 << 10)
+"""Default bound on one produced record (key + value + headers): the router's topics are
+created with ``max.message.bytes`` of 2 MiB (docs/topics.md); 64 KiB is left for the
+record batch framing."""
+DLQ_MAX_VALUE = (1 << 20) + (64 << 10)
+"""A dead-letter record keeps at most this much of the original value (every valid
+envelope fits: ``max_envelope`` is 1 MiB + 16 KiB); longer input keeps this prefix."""
+DLQ_MAX_KEY = 256
+"""A longer (hostile) record key is not copied to the dead-letter record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +69,13 @@ class Out:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def size(self) -> int:
+        """Key, value and header bytes (what counts against ``max.message.bytes``)."""
+        return (
+            len(self.key or b"") + len(self.value) + sum(len(k) + len(v) for k, v in self.headers)
+        )
 
 
 @dataclass(slots=True)
@@ -89,6 +115,7 @@ class Pipeline:
         metrics: RouterMetrics,
         previous: Sequence[StationSecrets] = (),
         notice_lifetime_ms: int = 3 * 24 * 3_600_000,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self.secrets = secrets
         self.directory = directory
@@ -100,6 +127,7 @@ class Pipeline:
         self.actor = actor
         self.metrics = metrics
         self.notice_lifetime_ms = notice_lifetime_ms
+        self.max_record_bytes = max_record_bytes
         self.router = Router(secrets, directory, replay, previous=previous, store=store)
         # Opens what the GS itself sealed (status notices) or held earlier (review):
         # never records in, nor checks against, the router's own seen-id window.
@@ -114,13 +142,66 @@ class Pipeline:
         origin: str,
         key: bytes | None,
         value: bytes | None,
-        headers: Sequence[tuple[str, bytes]],
+        headers: Sequence[tuple[str, bytes | None]],
         batch_ids: set[str],
+        appended_ms: int | None = None,
     ) -> Decided:
+        """Decide one record; never raises (see the module docstring).
+
+        ``appended_ms`` is the broker's append time of the record (``LogAppendTime`` on
+        ``i24.out.*``), a time the sender does not choose: a key revoked by then is
+        refused ``revoked_key`` whatever ``created_ms`` says. None: the router's clock."""
         station = topic.removeprefix(self.topics.out_prefix)
         data = value or b""
         try:
-            inbound = self.router.open(data, record=False)
+            d = self._decide(station, origin, key, data, headers, batch_ids, appended_ms)
+        except Exception as exc:  # one record's failure is that record's decision
+            log.error(
+                "internal error deciding record %s: %s\n%s",
+                origin,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),  # no message: it may quote input
+            )
+            try:
+                return self.dead_letter(station, origin, key, data, Reason.INTERNAL_ERROR)
+            except Exception:  # even the refusal failed: the bare dead-letter record
+                log.error("record %s: dead-lettered without audit entry or notice", origin)
+                self.metrics.refusals.labels(Reason.INTERNAL_ERROR.value).inc()
+                reason = Reason.INTERNAL_ERROR.encode()
+                return Decided(
+                    "refused",
+                    [
+                        self._dlq(
+                            key, data, (("i24-reason", reason), ("i24-origin", origin.encode()))
+                        )
+                    ],
+                    reason=Reason.INTERNAL_ERROR.value,
+                )
+        too_big = [o for o in d.outputs if o.size > self.max_record_bytes]
+        if too_big:
+            log.warning(
+                "record %s: decision would produce %d bytes to %s (limit %d): dead-lettered",
+                origin,
+                too_big[0].size,
+                too_big[0].topic,
+                self.max_record_bytes,
+            )
+            return self.dead_letter(station, origin, key, data, Reason.OVERSIZED, header=d.header)
+        return d
+
+    def _decide(
+        self,
+        station: str,
+        origin: str,
+        key: bytes | None,
+        data: bytes,
+        headers: Sequence[tuple[str, bytes | None]],
+        batch_ids: set[str],
+        appended_ms: int | None,
+    ) -> Decided:
+        try:
+            at = self.clock() if appended_ms is None else appended_ms
+            inbound = self.router.open(data, record=False, appended_ms=at)
             h = inbound.header
             if h.message_id in batch_ids:
                 raise VerificationError(
@@ -135,7 +216,7 @@ class Pipeline:
         except VerificationError as exc:
             self.metrics.verification_failures.labels(exc.reason.value, station).inc()
             log.info("refused record %s: %s (%s)", origin, exc.reason.value, exc.detail)
-            return self._refuse_unverified(station, origin, key, data, exc)
+            return self._refuse_unverified(station, origin, key, data, exc.reason.value)
         batch_ids.add(h.message_id)
         facts = Facts.from_message(
             kind=h.kind,
@@ -156,10 +237,12 @@ class Pipeline:
 
     # --- verification helpers -------------------------------------------------
 
-    def _check_hints(self, h: Header, headers: Sequence[tuple[str, bytes]]) -> None:
+    def _check_hints(self, h: Header, headers: Sequence[tuple[str, bytes | None]]) -> None:
+        """Every routing hint present must equal the signed header's value (a null value,
+        which Kafka allows, contradicts it too); headers that are not hints are ignored."""
         expected = dict(_hints(h))
         for k, v in headers:
-            if k in HINTS and expected[k] != bytes(v):
+            if k in HINTS and (v is None or expected[k] != bytes(v)):
                 raise VerificationError(Reason.MALFORMED, f"record header {k} contradicts envelope")
 
     def _payload(self, inbound: Inbound) -> dict[str, object]:
@@ -239,11 +322,8 @@ class Pipeline:
             )
             d = Decided("refused", header=h, reason=reason, record=(h.message_id, h.expires_ms))
             d.outputs.append(
-                Out(
-                    self.topics.dlq,
-                    h.message_id.encode(),
-                    data,
-                    (*_hints(h), ("i24-reason", reason.encode())),
+                self._dlq(
+                    h.message_id.encode(), data, (*_hints(h), ("i24-reason", reason.encode()))
                 )
             )
             d.audit.append(self._entry(Action.REFUSED, h, (), None, [reason], env_digest))
@@ -317,8 +397,7 @@ class Pipeline:
         h = inbound.header
         d = Decided("refused", header=h, reason=v.reason, record=(h.message_id, h.expires_ms))
         d.outputs.append(
-            Out(
-                self.topics.dlq,
+            self._dlq(
                 h.message_id.encode(),
                 data,
                 (
@@ -335,13 +414,18 @@ class Pipeline:
         return d
 
     def _refuse_unverified(
-        self, station: str, origin: str, key: bytes | None, data: bytes, exc: VerificationError
+        self,
+        station: str,
+        origin: str,
+        key: bytes | None,
+        data: bytes,
+        reason: str,
+        explanation: str = "envelope failed verification at the router",
     ) -> Decided:
-        reason = exc.reason.value
+        """Refuse a record whose envelope could not be trusted (nothing in it is read)."""
         d = Decided("refused", reason=reason)
         d.outputs.append(
-            Out(
-                self.topics.dlq,
+            self._dlq(
                 key,
                 data,
                 (
@@ -351,7 +435,7 @@ class Pipeline:
                 ),
             )
         )
-        claimed = key.decode("utf-8", "replace")[:64] if key else None
+        claimed = key[:64].decode("utf-8", "replace")[:64] if key else None
         d.audit.append(
             Entry(
                 Action.REFUSED,
@@ -363,20 +447,73 @@ class Pipeline:
             )
         )
         # The topic's station wrote the record (broker ACLs): tell it, if it can be reached.
-        if station in self.directory and reason != Reason.REPLAYED.value:
+        try:
+            reachable = station in self.directory
+        except Exception as exc:  # a faulty directory must not stop the refusal
+            log.error("directory lookup of %s failed: %s", station, type(exc).__name__)
+            reachable = False
+        if reachable and reason != Reason.REPLAYED.value:
             notice = self._make_notice(
-                station,
-                claimed or "",
-                "REFUSED",
-                [],
-                reason,
-                "envelope failed verification at the router",
-                Precedence.ROUTINE,
+                station, claimed or "", "REFUSED", [], reason, explanation, Precedence.ROUTINE
             )
             if notice is not None:
                 d.outputs.append(notice)
         self.metrics.refusals.labels(reason).inc()
         return d
+
+    def dead_letter(
+        self,
+        station: str,
+        origin: str,
+        key: bytes | None,
+        data: bytes,
+        reason: Reason,
+        *,
+        header: Header | None = None,
+    ) -> Decided:
+        """Refuse one record for ``reason`` whatever its content: the bounded original to
+        ``i24.dlq``, an audit entry, a notice to the writing station. With ``header`` (the
+        envelope was verified) its message id is final: recorded in the replay window.
+
+        Never raises for a record's sake: it is the decision of last resort (an internal
+        error while deciding, a decision that cannot be produced)."""
+        explanation = {
+            Reason.INTERNAL_ERROR: "the router could not decide this record (internal error)",
+            Reason.OVERSIZED: "what the router would produce for this message is too large",
+            Reason.BROKER_REFUSED: "the broker refused to store what the router produced",
+        }.get(reason, "refused by the router")
+        if header is None:
+            return self._refuse_unverified(station, origin, key, data, reason.value, explanation)
+        h = header
+        d = Decided("refused", header=h, reason=reason.value, record=(h.message_id, h.expires_ms))
+        d.outputs.append(
+            self._dlq(
+                h.message_id.encode(),
+                data,
+                (*_hints(h), ("i24-reason", reason.encode()), ("i24-origin", origin.encode())),
+            )
+        )
+        d.audit.append(self._entry(Action.REFUSED, h, (), None, [reason.value], digest(data)))
+        self._notice(d, h, "REFUSED", [], reason.value, explanation)
+        self.metrics.refusals.labels(reason.value).inc()
+        return d
+
+    def _dlq(self, key: bytes | None, data: bytes, headers: tuple[tuple[str, bytes], ...]) -> Out:
+        """The dead-letter record of ``data``: always small enough to be produced.
+
+        The original value up to ``DLQ_MAX_VALUE`` (a prefix beyond it, ``i24-truncated``),
+        its full size (``i24-size``) and BLAKE2b-256 (``i24-digest``, hex), so an operator
+        can match it to the sender's copy; a key over ``DLQ_MAX_KEY`` bytes is dropped.
+        """
+        extra: list[tuple[str, bytes]] = [
+            ("i24-size", str(len(data)).encode()),
+            ("i24-digest", digest(data).hex().encode()),
+        ]
+        if len(data) > DLQ_MAX_VALUE:
+            extra.append(("i24-truncated", b"1"))
+        if key is not None and len(key) > DLQ_MAX_KEY:
+            key = None
+        return Out(self.topics.dlq, key, data[:DLQ_MAX_VALUE], (*headers, *extra))
 
     # --- audit and notices ----------------------------------------------------------
 
@@ -456,6 +593,9 @@ class Pipeline:
             env = self.router.originate(header, body, [to])[to]
         except I24Error as exc:
             log.warning("no status notice to %s for %s: %s", to, message_id, exc)
+            return None
+        except Exception as exc:  # a notice never stops a decision (see dead_letter)
+            log.error("no status notice to %s for %s: %s", to, message_id, type(exc).__name__)
             return None
         self.metrics.status_notices.labels(status.lower()).inc()
         return Out(self.topics.inbox(to), header.message_id.encode(), env, _hints(header))

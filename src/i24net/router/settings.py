@@ -115,6 +115,15 @@ class ReviewSection(_S):
     """TOML ``[tokens]`` table: BLAKE2b-256 hex of a bearer token -> reviewer identity."""
 
 
+class TestingSection(_S):
+    """Fault injection for the crash tests and the soak; never set in production."""
+
+    exit_before_commit_after_batches: Annotated[int, Field(ge=0)] = 0
+    """After this many committed transactions, exit the process (status 137, as kill -9
+    leaves it) inside the next one, once its records are written to the broker and
+    before its commit. 0 (the default) turns it off."""
+
+
 class RouterSettings(_S):
     router: RouterSection
     kafka: KafkaSettings
@@ -124,6 +133,7 @@ class RouterSettings(_S):
     policy: PolicySection
     http: HttpSection = HttpSection()
     review: ReviewSection = ReviewSection()
+    testing: TestingSection = TestingSection()
 
     @property
     def transactional_id(self) -> str:

@@ -24,6 +24,7 @@ from i24net.envelope import (
     new_message_id,
 )
 from i24net.keys import RootSecrets, StationSecrets, save_root, save_station
+from i24net.provision import MAX_MESSAGE_BYTES, OUT_TOPIC_CONFIG
 from i24net.router.settings import Topics
 from i24net.schemas import KIND_SCHEMAS, SchemaStore
 from i24net.stations import GS, all_stations
@@ -227,6 +228,7 @@ def settings_toml(
     group: str = "i24.router",
     extra_router: Mapping[str, Any] | None = None,
     tokens_file: Path | None = None,
+    testing: Mapping[str, Any] | None = None,
 ) -> str:
     router = {
         "instance": instance,
@@ -254,6 +256,8 @@ def settings_toml(
     lines += ["", "[http]", 'host = "127.0.0.1"', f"port = {port}"]
     if tokens_file is not None:
         lines += ["", "[review]", f'tokens_file = "{tokens_file}"']
+    if testing:
+        lines += ["", "[testing]", *(f"{k} = {val(v)}" for k, v in testing.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -264,10 +268,12 @@ async def provision(conn: Any, net: Network, topics: Topics, *, out_partitions: 
 
     from i24net.kafka import TopicSpec, ensure_topics
 
-    big = {"max.message.bytes": str(2 << 20)}
+    big = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
     specs = [TopicSpec(topics.directory, 1, config={"cleanup.policy": "compact"})]
     for code in net.secrets:
-        specs.append(TopicSpec(topics.out(code), out_partitions, config=big))
+        specs.append(
+            TopicSpec(topics.out(code), out_partitions, config={**big, **OUT_TOPIC_CONFIG})
+        )
         specs.append(TopicSpec(topics.inbox(code), 1, config=big))
     await ensure_topics(conn, specs)
     producer = AIOKafkaProducer(**conn.client_kwargs(), enable_idempotence=True)
