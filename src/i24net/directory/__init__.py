@@ -13,6 +13,13 @@ its ``valid_until_ms``; both verify during the overlap. Revocation: set the
 key's status to REVOKED with ``revoked_at_ms``; signatures made from then on
 fail, earlier ones still verify. Each change increases ``serial``; readers
 refuse a lower serial (no rollback to a record that still trusts a key).
+
+Rollback and freeze (docs/security.md): a :class:`DirectoryReader` keeps the
+highest serial it accepted per station (persisted by :class:`DirectoryState`)
+and the newest GS-signed :class:`Manifest` (label
+``b"i24net/v1/directory-manifest"``, a version and an expiry), which names
+each station's current serial; an entry below it is withheld, and an
+expired manifest makes the reader ``stale``.
 """
 
 from __future__ import annotations
@@ -27,18 +34,41 @@ from i24net.directory._directory import (
     sign_record,
     verify_entry,
 )
+from i24net.directory.manifest import (
+    MANIFEST_KEY,
+    MANIFEST_LABEL,
+    Manifest,
+    ManifestItem,
+    entry_digest,
+    sign_manifest,
+    verify_manifest,
+)
+from i24net.directory.reader import DirectoryReader, Outcome, Withheld
+from i24net.directory.state import DirectoryState, Mark
 from i24net.directory.topic import TOPIC, publish, read_all
 
 __all__ = [
     "LABEL",
+    "MANIFEST_KEY",
+    "MANIFEST_LABEL",
     "TOPIC",
     "Directory",
+    "DirectoryReader",
+    "DirectoryState",
     "KeyRecord",
+    "Manifest",
+    "ManifestItem",
+    "Mark",
+    "Outcome",
     "PeerKey",
     "StationRecord",
     "Status",
+    "Withheld",
+    "entry_digest",
     "publish",
     "read_all",
+    "sign_manifest",
     "sign_record",
     "verify_entry",
+    "verify_manifest",
 ]

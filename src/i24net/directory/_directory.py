@@ -11,6 +11,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.public import PublicKey
 from nacl.signing import VerifyKey
 
+from i24net.directory.manifest import Manifest
 from i24net.errors import (
     CodecError,
     DirectoryError,
@@ -211,6 +212,7 @@ class Directory:
         self._verify: dict[tuple[str, str], tuple[KeyRecord, VerifyKey]] = {}
         self._enc: dict[tuple[str, str], tuple[KeyRecord, PublicKey]] = {}
         self.entries: dict[str, bytes] = dict(entries or {})
+        self._reader: Any = None  # a DirectoryReader that owns this directory (read_all)
         for r in records:
             self.put(r)
 
@@ -223,8 +225,17 @@ class Directory:
             d.apply(entry, root, store)
         return d
 
-    def apply(self, entry: bytes, root: RootPublic, store: SchemaStore) -> StationRecord:
-        """Verify and apply one signed entry; an older serial than the current one is refused."""
+    def apply(self, entry: bytes, root: RootPublic, store: SchemaStore) -> StationRecord | None:
+        """Verify and apply one signed entry; an older serial than the current one is refused.
+
+        A directory made by :func:`~i24net.directory.read_all` belongs to a
+        ``DirectoryReader``: then the reader's rules apply (its root key and
+        marks; a manifest value is taken and None returned), and a refused
+        value raises DirectoryError naming the outcome.
+        """
+        if self._reader is not None:
+            result: StationRecord | None = self._reader.apply_entry(entry)
+            return result
         record = verify_entry(entry, root, store)
         current = self._records.get(record.station)
         if current is not None and record.serial < current.serial:
@@ -235,6 +246,34 @@ class Directory:
         self.put(record)
         self.entries[record.station] = entry
         return record
+
+    def _install(self, record: StationRecord, entry: bytes) -> None:
+        """Put a record the caller has verified and checked, with its signed entry."""
+        self.put(record)
+        self.entries[record.station] = entry
+
+    def _drop(self, station: str) -> None:
+        """Remove a station (a reader withholds an entry that is not current)."""
+        old = self._records.pop(station, None)
+        self.entries.pop(station, None)
+        if old is not None:
+            for k in old.signing_keys:
+                self._verify.pop((station, k.key_id), None)
+            for k in old.encryption_keys:
+                self._enc.pop((station, k.key_id), None)
+
+    def manifest(self, *, version: int, issued_ms: int, expires_ms: int) -> Manifest:
+        """The manifest naming every signed entry of this directory (call :meth:`sign` first)."""
+        missing = sorted(set(self._records) - set(self.entries))
+        if missing:
+            raise DirectoryError(f"stations without a signed entry: {', '.join(missing)}")
+        return Manifest.of_entries(
+            self.entries,
+            {code: r.serial for code, r in self._records.items()},
+            version=version,
+            issued_ms=issued_ms,
+            expires_ms=expires_ms,
+        )
 
     def put(self, record: StationRecord) -> None:
         old = self._records.get(record.station)

@@ -2,7 +2,10 @@
 
 The functions take an already-started aiokafka producer or consumer, so the
 caller owns connection settings, TLS and lifecycle. Key = station code
-(UTF-8), value = the signed ``net.i24.DirectoryEntry``.
+(UTF-8), value = the signed ``net.i24.DirectoryEntry``; the GS-signed
+manifest (:mod:`i24net.directory.manifest`) sits on the same topic under the
+reserved key ``@manifest``, so that it is compacted like the entries, read
+by the same consumers and written under the same ACL.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from i24net.directory._directory import Directory
+from i24net.directory.manifest import MANIFEST_KEY
+from i24net.directory.reader import DirectoryReader
 from i24net.errors import DirectoryError
 from i24net.keys import RootPublic
 from i24net.schemas import SchemaStore
@@ -18,27 +23,51 @@ from i24net.schemas import SchemaStore
 TOPIC = "i24.directory"
 
 
-async def publish(producer: Any, entries: Mapping[str, bytes], *, topic: str = TOPIC) -> None:
-    """Send every signed entry, keyed by station code, and wait for the acks."""
+async def publish(
+    producer: Any,
+    entries: Mapping[str, bytes],
+    *,
+    topic: str = TOPIC,
+    manifest: bytes | None = None,
+) -> None:
+    """Send every signed entry, keyed by station code, and wait for the acks.
+
+    ``manifest`` (a signed manifest value) is sent after every entry is
+    acknowledged, so that it never names an entry the topic does not hold.
+    """
     futures = [
         await producer.send(topic, key=code.encode(), value=entry)
         for code, entry in sorted(entries.items())
     ]
     for fut in futures:
         await fut
+    if manifest is not None:
+        await (await producer.send(topic, key=MANIFEST_KEY.encode(), value=manifest))
 
 
 async def read_all(
-    consumer: Any, root: RootPublic, store: SchemaStore, *, topic: str = TOPIC
+    consumer: Any,
+    root: RootPublic,
+    store: SchemaStore,
+    *,
+    topic: str = TOPIC,
+    reader: DirectoryReader | None = None,
 ) -> Directory:
     """Read the topic from the beginning to its current end into a verified Directory.
 
     ``consumer`` must be started and unsubscribed; it is assigned every
-    partition of ``topic``. Tombstones (null values) remove nothing: a
-    station leaves the directory by a REVOKED record, never by deletion.
+    partition of ``topic``. Every value goes through ``reader`` (by default a
+    new one with its marks in memory; pass a ``DirectoryReader`` with a
+    persisted ``DirectoryState`` for protection across restarts): a bad,
+    older or equivocating value is counted and skipped, never raised. The
+    directory returned is ``reader.directory``. Tombstones (null values)
+    remove nothing: a station leaves the directory by a REVOKED record, never
+    by deletion. Raises DirectoryError only when the topic does not exist.
     """
     from aiokafka import TopicPartition
 
+    if reader is None:
+        reader = DirectoryReader(root, store)
     parts = consumer.partitions_for_topic(topic)
     if not parts:
         # An unsubscribed consumer holds no metadata for the topic yet: fetch it.
@@ -50,14 +79,13 @@ async def read_all(
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
     end = await consumer.end_offsets(tps)
-    directory = Directory(())
     pending = {tp for tp in tps if end[tp] > 0}
     while pending:
         batch = await consumer.getmany(*pending, timeout_ms=1000)
         for tp, records in batch.items():
             for rec in records:
-                if rec.value is not None:
-                    directory.apply(rec.value, root, store)
+                reader.offer(rec.value, f"{topic}:{rec.partition}:{rec.offset}")
             if records and records[-1].offset + 1 >= end[tp]:
                 pending.discard(tp)
-    return directory
+    reader.caught_up()
+    return reader.directory
