@@ -39,7 +39,7 @@ broker-jars: deps venv  ## fetch the Kafka broker jars from Maven Central (cache
 test: broker-jars  ## every test: unit, and integration against a real Kafka broker
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests
 
-test-unit: venv  ## the fast unit layer only
+test-unit: deps venv  ## the fast unit layer only (promtool from deps: the alert rule tests need it)
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit
 
 lint: venv  ## ruff, ruff format, mypy --strict
