@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 
 from i24net.client import GatewayClient
+from i24net.directory import MANIFEST_KEY
 from i24net.kafka import Broker, BrokerSettings, KafkaConnection
 from i24net.kafka.broker import free_port
 from i24net.router.settings import Topics
@@ -248,6 +249,8 @@ def _scenario(base: Path, kafka: Net, procs: Processes, t0: float) -> int:
     entries.mkdir()
     for code, entry in net.entries.items():
         (entries / f"{code}.entry").write_bytes(entry)
+    if net.manifest is not None:  # what `i24net directory manifest` re-signs
+        (entries / MANIFEST_KEY).write_bytes(net.manifest)
     say(
         f"    {len(net.directory)} stations in the directory (the 196 member NCBs, the GS, "
         "regional bureaus, UN/EU offices), each record signed by the GS root key"

@@ -2,22 +2,35 @@
 
 At start the topic is read from the beginning to its end and merged into the
 directory loaded from the ``<STATION>.entry`` files; then it is tailed while
-the gateway runs. Every value is checked against the pinned GS root key and
-against the current record of its station before use:
+the gateway runs. Every value goes through a
+:class:`~i24net.directory.DirectoryReader` (the rules are in its module): the
+pinned GS root key, the reader's high-water marks (in memory, or persisted
+with ``state=DirectoryState(path)``) and the GS-signed manifest. Outcomes:
 
-- ``applied``: verified, and its serial is not lower than the current one;
+- ``applied``: verified, and newer than what the reader accepted;
 - ``unchanged``: the very entry already loaded (same serial, same bytes);
-- ``rollback``: verified but older than the current record, refused (a
-  replayed record could still trust a revoked key);
+- ``superseded``: at start, an entry older than one accepted in an earlier
+  run and followed by the newer one (history the log still holds);
+- ``rollback``: verified but older than an accepted entry, refused (a
+  replayed record could still trust a revoked key); also counted once per
+  station whose accepted entry is gone from the topic when the read ends;
+- ``equivocation``: the accepted serial (or manifest version) with other
+  bytes, refused;
 - ``bad_signature``: not signed by the pinned root key (or unreadable under
   its signature), refused;
 - ``malformed``: not a ``net.i24.DirectoryEntry`` at all, refused;
 - ``tombstone``: a null value, ignored (a station leaves by a REVOKED
-  record, never by deletion).
+  record, never by deletion);
+- ``manifest`` / ``manifest_unchanged`` / ``manifest_rollback``: a newer
+  manifest accepted, the same one again, an older version refused.
 
 Each is counted in ``i24net_gateway_directory_updates_total{outcome}``;
-refusals are logged and never stop the gateway. Changes are applied
-copy-on-write: the gateway's directory is replaced by a new ``Directory``
+refusals are logged and never stop the gateway. A station whose entry is
+older than the manifest names is withheld (absent from the directory:
+``i24net_gateway_directory_withheld_stations``); the manifest's version and
+seconds to expiry are gauges, and an expired manifest (stale directory) is
+logged while the gateway keeps serving on what it has. Changes are applied
+copy-on-write: the gateway's directory is replaced by a copy of the reader's
 once per fetched batch, so the intake and the inbound stream (which look it
 up per message, ``Gateway.directory()``) see a revocation from their next
 message on, without a restart.
@@ -27,14 +40,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from i24net.audit.topic import prime
-from i24net.directory import Directory, verify_entry
-from i24net.errors import CodecError, DirectoryError
+from i24net.clock import Clock, system_clock
+from i24net.directory import Directory, DirectoryReader, DirectoryState, Outcome
+from i24net.errors import DirectoryError
 from i24net.gateway.metrics import GatewayMetrics
 from i24net.kafka import KafkaConnection
 from i24net.keys import RootPublic
@@ -45,14 +58,7 @@ log = logging.getLogger(__name__)
 POLL_MS = 500
 MAX_BACKOFF_S = 30.0
 
-
-class Outcome(enum.StrEnum):
-    APPLIED = "applied"
-    UNCHANGED = "unchanged"
-    ROLLBACK = "rollback"
-    BAD_SIGNATURE = "bad_signature"
-    MALFORMED = "malformed"
-    TOMBSTONE = "tombstone"
+__all__ = ["DirectoryFollower", "Outcome", "copy_directory"]
 
 
 def copy_directory(d: Directory) -> Directory:
@@ -63,9 +69,11 @@ def copy_directory(d: Directory) -> Directory:
 class DirectoryFollower:
     """Reads, then tails, the directory topic into the gateway's directory.
 
-    ``get`` returns the directory in use; ``replace`` installs a new one (and
-    updates the gauges). ``caught_up`` is set once the topic has been read up
-    to its end offsets of the first successful connection.
+    ``get`` returns the directory in use (at construction: the one loaded from
+    the entry files, offered to the reader first); ``replace`` installs a new
+    one (and updates the gauges). ``caught_up`` is set once the topic has been
+    read up to its end offsets of the first successful connection. ``state``
+    persists the reader's marks (default: in memory).
     """
 
     def __init__(
@@ -78,6 +86,8 @@ class DirectoryFollower:
         *,
         get: Callable[[], Directory],
         replace: Callable[[Directory], None],
+        state: DirectoryState | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self.topic = topic
         self.conn = conn
@@ -91,66 +101,63 @@ class DirectoryFollower:
         self._positions: dict[int, int] = {}  # partition -> next offset to read
         for o in Outcome:
             metrics.directory_updates.labels(o.value)
+        self.reader = DirectoryReader(
+            root,
+            store,
+            state=state,
+            clock=clock,
+            on_outcome=lambda o: metrics.directory_updates.labels(o.value).inc(),
+        )
+        self.reader.seed(get())
+        self._installed = self.reader.changes
+        self.gauges()
+
+    @property
+    def stale(self) -> bool:
+        """The newest manifest expired: the directory may be frozen."""
+        return self.reader.stale
+
+    @property
+    def unprotected(self) -> bool:
+        """No manifest seen (a directory published before manifests existed)."""
+        return self.reader.unprotected
+
+    def gauges(self) -> None:
+        """Manifest version, seconds to its expiry, withheld stations; logs staleness."""
+        r = self.reader
+        self.metrics.directory_manifest_version.set(r.version)
+        expires = r.expires_in_s()
+        self.metrics.directory_manifest_expiry_seconds.set(0.0 if expires is None else expires)
+        self.metrics.directory_withheld_stations.set(len(r.withheld))
+        if not r.catching_up:
+            r.check_freshness()
 
     # --- applying ------------------------------------------------------------------
-
-    def classify(self, entry: bytes | None, current: Directory) -> tuple[Outcome, str]:
-        """What applying ``entry`` to ``current`` would do, and a line for the log."""
-        if entry is None:
-            return Outcome.TOMBSTONE, "null value"
-        try:
-            self.store.decode_single(entry, expected="net.i24.DirectoryEntry")
-        except CodecError as exc:
-            return Outcome.MALFORMED, str(exc)
-        try:
-            record = verify_entry(entry, self.root, self.store)
-        except DirectoryError as exc:
-            return Outcome.BAD_SIGNATURE, str(exc)
-        what = f"{record.station} serial {record.serial}"
-        if record.station in current:
-            cur = current.record(record.station)
-            if record.serial < cur.serial:
-                return Outcome.ROLLBACK, f"{what} is older than the current serial {cur.serial}"
-            if record.serial == cur.serial and current.entries.get(record.station) == entry:
-                return Outcome.UNCHANGED, what
-        return Outcome.APPLIED, what
 
     def apply(self, records: Iterable[Any]) -> list[Outcome]:
         """Apply consumer records (``.value``, ``.partition``, ``.offset``) in order.
 
-        The directory in use is replaced once, at the end, if anything changed.
+        The directory in use is replaced once, at the end, if anything changed
+        (and not before the start-up read has ended).
         """
-        base = self._get()
-        work: Directory | None = None
-        applied: list[bytes] = []
-        outcomes: list[Outcome] = []
-        for rec in records:
-            entry: bytes | None = rec.value
-            outcome, detail = self.classify(entry, work if work is not None else base)
-            if outcome is Outcome.APPLIED:
-                assert entry is not None
-                if work is None:
-                    work = copy_directory(base)
-                try:
-                    work.apply(entry, self.root, self.store)
-                    applied.append(entry)
-                except Exception as exc:  # verified, yet unusable (a bad public key)
-                    outcome, detail = Outcome.MALFORMED, f"{detail}: {exc}"
-                    work = copy_directory(base)  # drop a half-applied record
-                    for e in applied:
-                        work.apply(e, self.root, self.store)
-            outcomes.append(outcome)
-            self.metrics.directory_updates.labels(outcome.value).inc()
-            where = f"{self.topic}:{rec.partition}:{rec.offset}"
-            if outcome is Outcome.APPLIED:
-                log.info("directory: %s applied (%s)", detail, where)
-            elif outcome is Outcome.ROLLBACK:
-                log.warning("directory: %s refused, rollback: %s", where, detail)
-            elif outcome in (Outcome.BAD_SIGNATURE, Outcome.MALFORMED):
-                log.error("directory: %s refused (%s): %s", where, outcome.value, detail)
-        if work is not None and applied:
-            self._replace(work)
+        outcomes = [
+            self.reader.offer(rec.value, f"{self.topic}:{rec.partition}:{rec.offset}")
+            for rec in records
+        ]
+        self._install()
         return outcomes
+
+    def _install(self) -> None:
+        if not self.reader.catching_up and self.reader.changes != self._installed:
+            self._installed = self.reader.changes
+            self._replace(copy_directory(self.reader.directory))
+        self.gauges()
+
+    def finish_catch_up(self) -> None:
+        """The start-up read reached the end offsets: end the reader's catch-up, install."""
+        self.reader.caught_up()
+        self._installed = -1  # always install the reader's view once
+        self._install()
 
     # --- the topic -----------------------------------------------------------------
 
@@ -174,6 +181,7 @@ class DirectoryFollower:
                     await self._catch_up(consumer, tps, stop)
                     if stop.is_set():
                         break
+                    self.finish_catch_up()
                     self.caught_up.set()
                     log.info(
                         "directory: %s read, %d stations, serial %d",
@@ -185,6 +193,7 @@ class DirectoryFollower:
                 while not stop.is_set():
                     batch = await consumer.getmany(timeout_ms=POLL_MS)
                     self._take(batch)
+                    self.gauges()  # the expiry moves without records
             except Exception as exc:  # keep serving on the directory we have
                 self.connected = False
                 log.warning(

@@ -34,6 +34,9 @@ class GatewayMetrics:
     directory_stations: Gauge
     directory_serial: Gauge
     directory_updates: Counter
+    directory_manifest_version: Gauge
+    directory_manifest_expiry_seconds: Gauge
+    directory_withheld_stations: Gauge
     undelivered_oldest_age: Gauge
     consumer_lag: Gauge
     inbox_unacked: Gauge
@@ -145,8 +148,27 @@ class GatewayMetrics:
             directory_updates=Counter(
                 "i24net_gateway_directory_updates",
                 "Entries read from the directory topic (follow_topic), by outcome (applied, "
-                "unchanged, rollback, bad_signature, malformed, tombstone)",
+                "unchanged, superseded, rollback, equivocation, bad_signature, malformed, "
+                "tombstone, manifest, manifest_unchanged, manifest_rollback)",
                 ["outcome"],
+                registry=r,
+            ),
+            directory_manifest_version=Gauge(
+                "i24net_gateway_directory_manifest_version",
+                "Version of the newest GS-signed directory manifest accepted (0: none seen, "
+                "the directory is not protected against rollback after compaction)",
+                registry=r,
+            ),
+            directory_manifest_expiry_seconds=Gauge(
+                "i24net_gateway_directory_manifest_expiry_seconds",
+                "Seconds until the newest directory manifest expires; negative once expired "
+                "(the directory may be frozen); 0 while no manifest is known",
+                registry=r,
+            ),
+            directory_withheld_stations=Gauge(
+                "i24net_gateway_directory_withheld_stations",
+                "Stations not trusted because their entry is older than the manifest names "
+                "(a rollback, or the newer entry not read yet)",
                 registry=r,
             ),
             undelivered_oldest_age=Gauge(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from i24net.directory import Directory, StationRecord
+from i24net.directory import Directory, StationRecord, sign_manifest
 from i24net.envelope import (
     HandlingCode,
     Header,
@@ -40,9 +40,18 @@ class Network:
     entries: dict[str, bytes]
     keys_dir: Path
     store: SchemaStore = field(default_factory=SchemaStore.default)
+    manifest: bytes | None = None
+    """The signed directory manifest; every ``sign()`` makes a new version."""
+    manifest_version: int = 0
 
     def sign(self) -> None:
         self.entries = self.directory.sign(self.root, self.store)
+        self.manifest_version += 1
+        issued = max((r.issued_ms for r in self.directory), default=0)
+        m = self.directory.manifest(
+            version=self.manifest_version, issued_ms=issued, expires_ms=issued + 30 * DAY_MS
+        )
+        self.manifest = sign_manifest(m, self.root, self.store)
 
     def gateway(self, station: str, now_ms: int) -> FakeGateway:
         return FakeGateway(self, station, now_ms)
@@ -85,7 +94,7 @@ def revise(net: Network, record: StationRecord) -> bytes:
 async def publish_directory(producer: Any, net: Network, topics: Topics) -> None:
     from i24net.directory import publish
 
-    await publish(producer, net.entries, topic=topics.directory)
+    await publish(producer, net.entries, topic=topics.directory, manifest=net.manifest)
 
 
 def police_message(text: str, subject: str = "Case") -> dict[str, Any]:
