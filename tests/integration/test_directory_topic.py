@@ -1,9 +1,13 @@
-"""The signed directory on a real log-compacted topic: publish, read back, refuse rollback."""
+"""The signed directory on a real log-compacted topic: publish, read back, refuse rollback
+(also after the broker compacted a replayed old entry over the revocation)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,11 +18,21 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "vectors" / "envelope"))
 
 from world import T0, World, make_world
 
-from i24net.directory import Directory, publish, read_all
-from i24net.errors import DirectoryError
+from i24net.directory import (
+    Directory,
+    DirectoryReader,
+    DirectoryState,
+    Status,
+    publish,
+    read_all,
+    sign_manifest,
+)
+from i24net.errors import VerificationError
 from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
 
 pytestmark = pytest.mark.kafka
+
+DAY = 86_400_000
 
 
 async def _topic(conn: KafkaConnection, unique_name: Callable[[str], str]) -> str:
@@ -28,20 +42,24 @@ async def _topic(conn: KafkaConnection, unique_name: Callable[[str], str]) -> st
     return topic
 
 
-async def _publish(conn: KafkaConnection, topic: str, entries: dict[str, bytes]) -> None:
+async def _publish(
+    conn: KafkaConnection, topic: str, entries: dict[str, bytes], manifest: bytes | None = None
+) -> None:
     producer = AIOKafkaProducer(enable_idempotence=True, acks="all", **conn.client_kwargs())
     await producer.start()
     try:
-        await publish(producer, entries, topic=topic)
+        await publish(producer, entries, topic=topic, manifest=manifest)
     finally:
         await producer.stop()
 
 
-async def _read(conn: KafkaConnection, topic: str, w: World) -> Directory:
+async def _read(
+    conn: KafkaConnection, topic: str, w: World, reader: DirectoryReader | None = None
+) -> Directory:
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **conn.client_kwargs())
     await consumer.start()
     try:
-        return await read_all(consumer, w.root.public, w.store, topic=topic)
+        return await read_all(consumer, w.root.public, w.store, topic=topic, reader=reader)
     finally:
         await consumer.stop()
 
@@ -60,7 +78,7 @@ async def test_published_directory_reads_back_and_verifies(
     assert bytes(d.signing_key("FR", fr.signing_key_id, T0)) == bytes(fr.signing.verify_key)
 
 
-async def test_a_republished_lower_serial_is_refused(
+async def test_a_republished_lower_serial_is_counted_not_raised(
     kafka_conn: KafkaConnection, unique_name: Callable[[str], str]
 ) -> None:
     w = make_world()
@@ -74,5 +92,115 @@ async def test_a_republished_lower_serial_is_refused(
     assert d.record("FR").serial == 2 and d.entries["FR"] == new_fr
 
     await _publish(kafka_conn, topic, {"FR": old_fr})  # replay of a genuine, older record
-    with pytest.raises(DirectoryError, match="rollback"):
-        await _read(kafka_conn, topic, w)
+    outcomes: Counter[str] = Counter()
+    reader = DirectoryReader(w.root.public, w.store, on_outcome=lambda o: outcomes.update([o]))
+    d = await _read(kafka_conn, topic, w, reader)  # start-up does not fail on it
+    assert d.record("FR").serial == 2 and d.entries["FR"] == new_fr
+    assert outcomes == {"applied": 5, "rollback": 1}
+
+
+async def _wait_compacted(conn: KafkaConnection, topic: str, gone: bytes) -> None:
+    """Roll segments (a tombstone on a spare key) until the cleaner has removed ``gone``."""
+    from aiokafka import TopicPartition
+
+    producer = AIOKafkaProducer(**conn.client_kwargs())
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **conn.client_kwargs())
+    await producer.start()
+    await consumer.start()
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            await producer.send_and_wait(topic, key=b"ZZ-FILLER", value=None)
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            values: list[bytes | None] = []
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                values += [r.value for r in batch.get(tp, [])]
+            if gone not in values:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic} not compacted within 90 s")
+            await asyncio.sleep(0.5)  # the segment rolls on the next append after segment.ms
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def test_rollback_after_revocation_and_compaction_is_not_trusted(
+    kafka_conn: KafkaConnection, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Issue 11 item 4: the pre-revocation entry re-published after the revocation.
+
+    The broker really compacts the topic, so the revoked entry is gone and the
+    replayed old one is what every reader finds. A fresh reader (no state)
+    does not trust FR thanks to the manifest; a reader that had read the
+    revocation before does not trust it thanks to its persisted marks; and
+    neither start-up fails.
+    """
+    w = make_world()
+    topic = unique_name("directory")
+    config = {
+        "cleanup.policy": "compact",
+        "segment.ms": "500",
+        "min.cleanable.dirty.ratio": "0.001",
+        "min.compaction.lag.ms": "0",
+    }
+    assert await ensure_topics(kafka_conn, [TopicSpec(topic, 1, config=config)]) == [topic]
+    m = w.directory.manifest(version=1, issued_ms=T0, expires_ms=T0 + DAY)
+    await _publish(kafka_conn, topic, w.directory.entries, sign_manifest(m, w.root, w.store))
+    old_fr = w.directory.entries["FR"]
+    fr = w.directory.record("FR")
+    w.directory.put(
+        dataclasses.replace(
+            fr,
+            serial=2,
+            signing_keys=tuple(
+                dataclasses.replace(k, status=Status.REVOKED, revoked_at_ms=T0)
+                for k in fr.signing_keys
+            ),
+        )
+    )
+    revoked_fr = w.directory.sign(w.root, w.store)["FR"]
+    m = w.directory.manifest(version=2, issued_ms=T0 + 1, expires_ms=T0 + DAY)
+    await _publish(kafka_conn, topic, {"FR": revoked_fr}, sign_manifest(m, w.root, w.store))
+
+    state_path = tmp_path / "directory-state.sqlite3"
+    state = DirectoryState(state_path)
+    d = await _read(kafka_conn, topic, w, DirectoryReader(w.root.public, w.store, state=state))
+    state.close()
+    assert not _trusts(d, w, "FR")  # revoked, as published
+
+    await _publish(kafka_conn, topic, {"FR": old_fr})  # the attack
+    await _wait_compacted(kafka_conn, topic, revoked_fr)
+
+    fresh: Counter[str] = Counter()
+    reader = DirectoryReader(w.root.public, w.store, on_outcome=lambda o: fresh.update([o]))
+    d = await _read(kafka_conn, topic, w, reader)
+    assert reader.version == 2 and "FR" in reader.withheld
+    assert "FR" not in d and not _trusts(d, w, "FR")
+    assert _trusts(d, w, "JP")
+    assert fresh["applied"] == 4 and fresh["manifest"] == 1
+
+    stateful: Counter[str] = Counter()
+    reader = DirectoryReader(
+        w.root.public,
+        w.store,
+        state=DirectoryState(state_path),
+        on_outcome=lambda o: stateful.update([o]),
+    )
+    d = await _read(kafka_conn, topic, w, reader)
+    reader.state.close()
+    assert "FR" not in d and not _trusts(d, w, "FR")
+    assert _trusts(d, w, "JP")
+    assert stateful["rollback"] == 1 and stateful["superseded"] == 1
+
+
+def _trusts(d: Directory, w: World, code: str) -> bool:
+    try:
+        d.signing_key(code, w.secrets[code].signing_key_id, T0)
+    except VerificationError:
+        return False
+    return True

@@ -21,7 +21,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from i24net.clock import system_clock
-from i24net.directory import Directory, KeyRecord, StationRecord, Status, publish, sign_record
+from i24net.directory import (
+    MANIFEST_KEY,
+    Directory,
+    KeyRecord,
+    StationRecord,
+    Status,
+    publish,
+    sign_manifest,
+    sign_record,
+)
 from i24net.envelope import Header, Language, Precedence, Recipients, Router, Sender, new_message_id
 from i24net.gateway import Gateway, Settings, parse_settings
 from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
@@ -292,3 +301,63 @@ async def test_revocation_on_the_topic_rejects_later_envelopes(
 
 async def _n(coro: Any, n: int) -> bool:
     return len(await coro) >= n
+
+
+async def test_compacted_rollback_to_before_a_revocation_is_not_trusted(
+    world: World, kafka_conn: KafkaConnection
+) -> None:
+    """Issue 11 item 4: after compaction the topic holds FR's pre-revocation entry, which
+    an attacker re-published over the revocation, and the GS's newest manifest. A gateway
+    started on entry files from before the revocation must not trust FR."""
+    w = world
+    fr = w.secrets["FR"]
+    old = w.record(fr)
+    revoked = dataclasses.replace(
+        old,
+        serial=2,
+        signing_keys=tuple(
+            KeyRecord(k.key_id, k.public_key, k.valid_from_ms, None, Status.REVOKED, w.t0)
+            for k in old.signing_keys
+        ),
+    )
+    after = Directory([*(r for r in w.directory if r.station != "FR"), revoked])
+    after.sign(w.root, STORE)
+    now = system_clock()
+    manifest = sign_manifest(
+        after.manifest(version=2, issued_ms=now, expires_ms=now + 3_600_000), w.root, STORE
+    )
+    # what compaction leaves of: entries, manifest v1, FR serial 2, manifest v2, FR serial 1
+    w.topic = f"{w.topic}.compacted"
+    await ensure_topics(kafka_conn, [TopicSpec(w.topic, 3, config={"cleanup.policy": "compact"})])
+    await produce(kafka_conn, w.topic, {**w.directory.entries})
+    producer = AIOKafkaProducer(**kafka_conn.client_kwargs())
+    await producer.start()
+    try:
+        await producer.send_and_wait(w.topic, manifest, key=MANIFEST_KEY.encode())
+    finally:
+        await producer.stop()
+    async with (
+        Gateway(w.settings("JP", kafka_conn.bootstrap)) as jp,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{jp.port}") as h,
+    ):
+        api = Api(h)
+        assert jp.follower is not None and jp.follower.caught_up.is_set()
+        assert "FR" not in jp.directory() and "FR" in jp.follower.reader.withheld
+        assert await api.metric("i24net_gateway_directory_withheld_stations 1.0")
+        assert await api.metric("i24net_gateway_directory_manifest_version 2.0")
+        assert await api.metric('i24net_gateway_directory_updates_total{outcome="manifest"} 1.0')
+        assert not jp.follower.stale and not jp.follower.unprotected
+        _, env = delivery(w, w.directory, fr)  # routed by a GS that was rolled back too
+        await to_in_topic(kafka_conn, jp, env)
+        await wait_until(lambda: _n(api.rejected(), 1), 30, "the envelope from FR refused")
+        assert await api.rejected() == ["unknown_sender"]
+        assert await api.inbox() == []
+
+        # the GS re-publishes the current entry: FR is back, revoked
+        await produce(kafka_conn, w.topic, {"FR": after.entries["FR"]})
+        await wait_until(
+            lambda: "FR" in jp.directory() and jp.directory().record("FR").serial == 2,
+            30,
+            "the revoked entry applied",
+        )
+        assert await api.metric("i24net_gateway_directory_withheld_stations 0.0")
