@@ -75,6 +75,10 @@ PREFIX = "i24"
 DIRECTORY_TOPIC = f"{PREFIX}.directory"
 QUARANTINE_TOPIC = f"{PREFIX}.quarantine"
 AUDIT_TOPIC = f"{PREFIX}.audit"
+SEEN_TOPIC = f"{PREFIX}.router.seen"
+SEEN_RETENTION_MS = 8 * 86_400_000
+"""The seen-id changelog outlives every message it protects: the envelope's maximum
+lifetime (7 days) plus the clock skew, with a day to spare."""
 DLQ_TOPIC = f"{PREFIX}.dlq"
 OUT_PREFIX = f"{PREFIX}.out."
 IN_PREFIX = f"{PREFIX}.in."
@@ -165,6 +169,7 @@ class TopicPolicy:
                 self._config(self.quarantine_retention_ms),
             ),
             TopicSpec(AUDIT_TOPIC, 1, rf, self._config(self.audit_retention_ms)),
+            TopicSpec(SEEN_TOPIC, 1, rf, self._config(SEEN_RETENTION_MS)),
             TopicSpec(DLQ_TOPIC, self.dlq_partitions, rf, self._config(self.dlq_retention_ms)),
         ]
         for code in sorted(set(stations)):
@@ -227,6 +232,8 @@ def service_acls() -> set[AclBinding]:
         _acl(r, _T, QUARANTINE_TOPIC, _LIT, _W),
         _acl(r, _T, AUDIT_TOPIC, _LIT, _R),  # to resume the hash chain after a restart
         _acl(r, _T, AUDIT_TOPIC, _LIT, _W),
+        _acl(r, _T, SEEN_TOPIC, _LIT, _R),  # the replay window, restored at start
+        _acl(r, _T, SEEN_TOPIC, _LIT, _W),
         _acl(r, _T, DLQ_TOPIC, _LIT, _W),
         _acl(r, _T, DIRECTORY_TOPIC, _LIT, _R),
         _acl(r, _G, ROUTER_GROUP_PREFIX, _PRE, _R),
@@ -552,6 +559,7 @@ def start_secured_broker(
 __all__ = [
     "AUDITOR",
     "AUDIT_TOPIC",
+    "SEEN_TOPIC",
     "DIRECTORY_TOPIC",
     "DLQ_TOPIC",
     "OPERATOR",

@@ -59,6 +59,7 @@ class ReplayWindow:
         self._seen: dict[str, int] = {}  # id -> forget-after (ms)
         self._heap: list[tuple[int, str]] = []
         self._db: sqlite3.Connection | None = None
+        self._marks: dict[str, int] = {}
         if path is not None:
             self._open(path)
 
@@ -68,12 +69,15 @@ class ReplayWindow:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, until_ms INTEGER)")
             db.execute("CREATE INDEX IF NOT EXISTS seen_until ON seen (until_ms)")
+            db.execute("CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value INTEGER)")
+            marks = dict(db.execute("SELECT name, value FROM marks").fetchall())
             now = self.clock()
             db.execute("DELETE FROM seen WHERE until_ms <= ?", (now,))
             rows = db.execute("SELECT id, until_ms FROM seen").fetchall()
         except sqlite3.Error as exc:
             raise ConfigError(f"replay window database {path}: {exc}") from exc
         self._db = db
+        self._marks = marks
         for message_id, until in rows:
             self._seen[message_id] = until
             self._heap.append((until, message_id))
@@ -115,8 +119,16 @@ class ReplayWindow:
         """Remember ``message_id`` until ``expires_ms + skew``."""
         self.record_many(((message_id, expires_ms),))
 
-    def record_many(self, items: Iterable[tuple[str, int]]) -> int:
-        """Remember every ``(message_id, expires_ms)``; one database transaction for all.
+    def mark(self, name: str) -> int | None:
+        """A position saved with ``record_many(..., mark=(name, value))`` (e.g. the offset
+        of a changelog the window was restored from), or None."""
+        return self._marks.get(name)
+
+    def record_many(
+        self, items: Iterable[tuple[str, int]], *, mark: tuple[str, int] | None = None
+    ) -> int:
+        """Remember every ``(message_id, expires_ms)``; one database transaction for all,
+        together with ``mark`` when given (see ``mark``).
 
         Returns how many were recorded (ids already expired are skipped).
         """
@@ -133,11 +145,15 @@ class ReplayWindow:
         while len(self._seen) > self.max_entries:
             self._pop()
             self.evicted += 1
-        if rows and self._db is not None:
+        if mark is not None:
+            self._marks[mark[0]] = mark[1]
+        if (rows or mark is not None) and self._db is not None:
             db = self._db
             db.execute("BEGIN")
             try:
                 db.executemany("INSERT OR REPLACE INTO seen (id, until_ms) VALUES (?, ?)", rows)
+                if mark is not None:
+                    db.execute("INSERT OR REPLACE INTO marks (name, value) VALUES (?, ?)", mark)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

@@ -45,6 +45,7 @@ from i24net.errors import BrokerError, Reason, ServiceError
 from i24net.kafka import TopicSpec, ensure_topics
 from i24net.keys import load_root_public, load_station
 from i24net.policy import Engine, load_policy
+from i24net.provision import SEEN_RETENTION_MS
 from i24net.replay import ReplayWindow
 from i24net.router.metrics import RouterMetrics
 from i24net.router.pipeline import Decided, Out, Pipeline
@@ -68,6 +69,7 @@ def topic_specs(settings: RouterSettings) -> list[TopicSpec]:
         TopicSpec(t.quarantine, 3, config={**big, "retention.ms": str(90 * 86_400_000)}),
         TopicSpec(t.dlq, 1, config={**big, "retention.ms": str(30 * 86_400_000)}),
         TopicSpec(t.audit, 1, config={"retention.ms": "-1"}),
+        TopicSpec(t.seen, 1, config={"retention.ms": str(SEEN_RETENTION_MS)}),
     ]
 
 
@@ -85,6 +87,10 @@ def _rebalance_listener(app: RouterApp) -> Any:
                 app.revocations_waiting -= 1
 
         async def on_partitions_assigned(self, assigned: Any) -> None:
+            # Every id that the partitions' previous owner committed is in the changelog
+            # below its end now (it committed before giving them up): read up to it
+            # before the first record of these partitions is decided.
+            await app.catch_up_seen()
             log.info("assigned %d partitions", len(assigned))
 
     return _Rebalance()
@@ -114,6 +120,7 @@ class RouterApp:
         self._producer: Any = None
         self._consumer: Any = None
         self._dir_consumer: Any = None
+        self._seen_consumer: Any = None
         self._replay: ReplayWindow | None = None
         self._pipeline: Pipeline | None = None
         self._chain: Chain | None = None
@@ -169,6 +176,7 @@ class RouterApp:
         self._replay = ReplayWindow(
             clock=self.clock, path=s.state.dir / f"replay-{s.router.instance}.sqlite3"
         )
+        await self._start_seen()
         self._producer = await self._new_producer()  # fences a zombie with our transactional id
         head = await self._recover_head()
         self._chain = Chain(s.chain_id, self.store, head)
@@ -264,7 +272,7 @@ class RouterApp:
         self.ready.clear()
         async with self.lock:
             pass  # the batch in flight has committed (or aborted)
-        for client in (self._consumer, self._producer, self._dir_consumer):
+        for client in (self._consumer, self._producer, self._dir_consumer, self._seen_consumer):
             if client is not None:
                 try:
                     await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
@@ -285,6 +293,71 @@ class RouterApp:
             if self._lag_gauges.pop(tp, None) is not None:
                 with contextlib.suppress(Exception):
                     self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+
+    # --- the replay window's changelog ------------------------------------------------
+
+    async def _start_seen(self) -> None:
+        """Restore the replay window from ``i24.router.seen``: from the offset this
+        instance's SQLite copy reached (or the beginning), to the end."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        c = AIOKafkaConsumer(
+            **self.conn.client_kwargs(),
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",  # the mark's offset may have passed retention
+        )
+        await c.start()
+        self._seen_consumer = c
+        tp = TopicPartition(self.settings.topics.seen, 0)
+        c.assign([tp])
+        mark = self.replay.mark(SEEN_MARK)
+        if mark is None:
+            await c.seek_to_beginning(tp)
+        else:
+            c.seek(tp, mark + 1)
+        n = await self.catch_up_seen()
+        log.info("replay window: %d ids from %s, %d held", n, tp.topic, len(self.replay))
+
+    async def catch_up_seen(self) -> int:
+        """Apply the changelog up to its end (last stable offset) now; returns the count."""
+        c = self._seen_consumer
+        if c is None:
+            return 0
+        from aiokafka import TopicPartition
+
+        tp = TopicPartition(self.settings.topics.seen, 0)
+        end = (await c.end_offsets([tp]))[tp]
+        n = 0
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+        while await c.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise ServiceError(f"{tp.topic} not read to offset {end} within the time bound")
+            n += self._apply_seen(await c.getmany(tp, timeout_ms=500))
+        return n
+
+    async def _poll_seen(self) -> None:
+        """Apply what other instances committed since the last look (no waiting)."""
+        if self._seen_consumer is not None:
+            self._apply_seen(await self._seen_consumer.getmany(timeout_ms=0))
+
+    def _apply_seen(self, fetched: Any) -> int:
+        items: list[tuple[str, int]] = []
+        last = None
+        for records in fetched.values():
+            for r in records:
+                last = r.offset
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    items.append((r.key.decode(), int(r.value)))
+        if last is not None:
+            self.replay.record_many(items, mark=(SEEN_MARK, last))
+        return len(items)
+
+    @property
+    def replay(self) -> ReplayWindow:
+        if self._replay is None:
+            raise ServiceError("router not started")
+        return self._replay
 
     @property
     def pipeline(self) -> Pipeline:
@@ -333,6 +406,7 @@ class RouterApp:
         batch = sched.next_batch(s.batch_max_records) if sched else []
         self.metrics.queued.set(len(sched))
         if batch:
+            await self._poll_seen()
             budget = s.batch_shared_budget_ms if shared else s.batch_budget_ms
             await self.process(batch, budget_s=budget / 1000)
         if now >= self._lag_due:
@@ -439,7 +513,10 @@ class RouterApp:
         if not items:
             return []
         try:
-            await self._commit(_offsets(r for r, _ in items), *_produced(d for _, d in items))
+            await self._commit(
+                _offsets(r for r, _ in items),
+                *_produced((d for _, d in items), self.settings.topics.seen),
+            )
         except Exception as exc:
             self.metrics.transactions.labels("aborted").inc()
             if _fatal(exc):
@@ -480,7 +557,7 @@ class RouterApp:
             station, origin, r.key, r.value or b"", Reason.BROKER_REFUSED, header=d.header
         )
         try:
-            await self._commit(_offsets([r]), *_produced([dead]))
+            await self._commit(_offsets([r]), *_produced([dead], self.settings.topics.seen))
         except Exception as again:
             self.metrics.transactions.labels("aborted").inc()
             self._rewind([item])
@@ -510,7 +587,7 @@ class RouterApp:
         async with self.lock:
             if self._stopped:
                 raise ServiceError("router stopping")
-            await self._commit({}, *_produced(decided))
+            await self._commit({}, *_produced(decided, self.settings.topics.seen))
         self._after_commit(decided, 0.0, 0)
 
     async def _commit(
@@ -655,6 +732,11 @@ def _tp(topic: str, partition: int) -> Any:
     return TopicPartition(topic, partition)
 
 
+CATCH_UP_TIMEOUT_S = 120.0
+"""How long reading the seen-id changelog to its end may take before the router gives up
+(at start, or on a partition assignment) rather than decide without its replay window."""
+SEEN_MARK = "seen_offset"
+"""The last offset of ``i24.router.seen`` applied to this instance's SQLite window."""
 LOG_APPEND_TIME = 1
 """``timestamp_type`` of a record stamped by the broker (``message.timestamp.type``)."""
 
@@ -677,12 +759,17 @@ def _offsets(records: Any) -> dict[Any, Any]:
     return out
 
 
-def _produced(decided: Any) -> tuple[list[Out], list[Entry]]:
+def _produced(decided: Any, seen_topic: str) -> tuple[list[Out], list[Entry]]:
+    """The records and audit entries of ``decided``, with one ``seen_topic`` record per
+    final message id (key: the id, value: its ``expires_ms`` in decimal)."""
     outputs: list[Out] = []
     entries: list[Entry] = []
     for d in decided:
         outputs.extend(d.outputs)
         entries.extend(d.audit)
+        if d.record is not None:
+            message_id, expires_ms = d.record
+            outputs.append(Out(seen_topic, message_id.encode(), str(expires_ms).encode()))
     return outputs, entries
 
 

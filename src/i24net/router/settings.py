@@ -48,6 +48,11 @@ class Topics(_S):
         return f"{self.prefix}i24.audit"
 
     @property
+    def seen(self) -> str:
+        """The routers' replay window changelog (written in each routing transaction)."""
+        return f"{self.prefix}i24.router.seen"
+
+    @property
     def directory(self) -> str:
         return f"{self.prefix}i24.directory"
 
