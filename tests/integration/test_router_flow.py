@@ -1,9 +1,18 @@
-"""Bad envelopes injected into i24.out.<station>: each refused with its reason, the rest flows."""
+"""Bad envelopes injected into i24.out.<station>: each refused with its reason, the rest flows.
+
+Also the review path end to end (hold, show, reject, approve, audit chain).
+One ``RouterApp`` runs in this process; a router crash fails the test (the
+fixture awaits the router task and re-raises what it raised).
+
+Settings that differ from the shipped defaults (``i24net.router.testing.settings_toml``
+and the fixture): ``session_timeout_ms = 6000`` (default 10000),
+``transaction_timeout_ms = 10000`` (default 60000), ``directory_refresh_ms = 500``
+(default 5000: the revocation is seen sooner; the test still waits for it).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -87,9 +96,10 @@ async def env(
             yield Env(kafka_conn, net, topics, settings, producer, app, registry)
         finally:
             stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 10)
-            await producer.stop()
+            try:
+                await asyncio.wait_for(task, 10)  # a router crash fails the test here
+            finally:
+                await producer.stop()
 
 
 async def read_topic(conn: KafkaConnection, topic: str, want: int, wait_s: float = 30) -> list[Any]:
@@ -118,6 +128,15 @@ async def read_topic(conn: KafkaConnection, topic: str, want: int, wait_s: float
         return out
     finally:
         await c.stop()
+
+
+async def until(cond: Callable[[], bool], within_s: float, what: str) -> None:
+    """Wait for a state, with a deadline (never a sleep hoping for it)."""
+    deadline = time.monotonic() + within_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 def header(rec: Any, name: str) -> str | None:
@@ -149,7 +168,7 @@ async def test_bad_envelopes_are_refused_with_their_reason_and_the_stream_flows(
     forger = env.net.gateway("JP", t)
     forger.secrets = replace(
         env.net.secrets["JP"], station="FR", signing_key_id=fr.secrets.signing_key_id
-    )  # type: ignore[misc]
+    )
     forger.sender.secrets = forger.secrets
     bad("forged", forger.seal(h, police_message("x")))
     ok()
@@ -200,7 +219,12 @@ async def test_bad_envelopes_are_refused_with_their_reason_and_the_stream_flows(
     )
     entry = revise(env.net, revoked)
     await env.producer.send_and_wait(env.topics.directory, key=b"DE", value=entry)
-    await asyncio.sleep(2)  # the router's directory refresh (500 ms)
+    serial = env.net.directory.record("DE").serial
+    await until(
+        lambda: env.app.directory.record("DE").serial == serial,
+        30,
+        "the router reads DE's revision",
+    )
     de = env.net.gateway("DE", t)
     h, data = de.message("POLICE_MESSAGE", police_message("x"), Recipients.to("JP"), now())
     await env.producer.send_and_wait(env.topics.out("DE"), key=h.message_id.encode(), value=data)
@@ -275,9 +299,7 @@ async def test_hold_review_reject_and_approve_with_audit(env: Env) -> None:
             await env.producer.send_and_wait(
                 env.topics.out("FR"), key=h.message_id.encode(), value=d, headers=hints(h)
             )
-        deadline = time.monotonic() + 30
-        while len(svc.held) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
+        await until(lambda: len(svc.held) >= 2, 30, "both holds in the review store")
         assert set(svc.held) == {h1.message_id, h2.message_id}
         shown = svc.show(h2.message_id)
         assert shown["rule"] == "WANTED-PERSON-RISK"
@@ -324,6 +346,7 @@ async def test_hold_review_reject_and_approve_with_audit(env: Env) -> None:
         assert report.ok, report.problems
         actions = []
         for r in recs:
+            assert r.value is not None
             _, a = env.net.store.decode_single(r.value)
             actions.append((a["action"], a["actor"]))
         assert ("REJECTED", "reviewer.alice") in actions
