@@ -66,8 +66,14 @@ def test_topic_policy() -> None:
         "i24.dlq",
         "i24.out.FR",
         "i24.in.FR",
+        "i24.router.seen",
     }
     assert specs["i24.directory"].config["cleanup.policy"] == "compact"
+    # every topic takes the largest record the router produces (docs/topics.md)
+    assert {s.config["max.message.bytes"] for s in specs.values()} == {str(2 << 20)}
+    # the router decides revocation on a time the sender does not choose
+    assert specs["i24.out.FR"].config["message.timestamp.type"] == "LogAppendTime"
+    assert "message.timestamp.type" not in specs["i24.in.FR"].config
     assert specs["i24.audit"].partitions == 1
     assert specs["i24.audit"].config["retention.ms"] == "-1"
     assert all(s.replication_factor == 3 for s in specs.values())
