@@ -37,10 +37,15 @@ Rng = Callable[[int], bytes]
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Size and lifetime bounds (docs/envelope.md §5)."""
+    """Size and lifetime bounds (docs/envelope.md §5).
 
-    max_envelope: int = 1 << 20
-    max_payload: int = (1 << 20) - (16 << 10)
+    The budget: a payload of ``max_payload`` under a header of ``max_header`` makes a
+    sender envelope under 1 MiB - 15 KiB, and its delivery envelope (plus the
+    attestation: under 2 KiB even when it lists every station) stays under ``max_envelope``,
+    which every topic takes with room to spare (``max.message.bytes`` 2 MiB)."""
+
+    max_envelope: int = (1 << 20) + (16 << 10)
+    max_payload: int = (1 << 20) - (32 << 10)
     max_header: int = 16 << 10
     max_lifetime_ms: int = DEFAULT_MAX_LIFETIME_MS
 
