@@ -204,3 +204,37 @@ def _trusts(d: Directory, w: World, code: str) -> bool:
     except VerificationError:
         return False
     return True
+
+
+async def test_cli_manifest_publishes_entries_and_manifest(
+    kafka_conn: KafkaConnection, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    from i24net.cli import main
+    from i24net.keys import ROOT_NAME, save_root
+
+    w = make_world()
+    topic = await _topic(kafka_conn, unique_name)
+    save_root(w.root, tmp_path / "root")
+    (tmp_path / "entries").mkdir()
+    for code, entry in w.directory.entries.items():
+        (tmp_path / "entries" / f"{code}.entry").write_bytes(entry)
+    argv = [
+        "directory",
+        "manifest",
+        "--entries",
+        str(tmp_path / "entries"),
+        "--root-secret",
+        str(tmp_path / "root" / f"{ROOT_NAME}.secret.json"),
+        "--version",
+        "3",
+        "--bootstrap",
+        kafka_conn.bootstrap,
+        "--topic",
+        topic,
+        "--with-entries",
+    ]
+    assert await asyncio.to_thread(main, argv) == 0
+    reader = DirectoryReader(w.root.public, w.store)
+    d = await _read(kafka_conn, topic, w, reader)
+    assert reader.version == 3 and not reader.unprotected and reader.withheld == {}
+    assert list(d) == list(w.directory)

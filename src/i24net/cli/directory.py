@@ -27,7 +27,7 @@ from typing import Any
 
 from i24net.clock import system_clock
 from i24net.directory import Directory, StationRecord
-from i24net.errors import DirectoryError
+from i24net.errors import ConfigError, DirectoryError
 from i24net.keys import load_public, load_root, load_root_public
 from i24net.schemas import SchemaStore
 from i24net.stations import station
@@ -169,14 +169,18 @@ def _manifest(args: argparse.Namespace) -> int:
 
 async def _publish(args: argparse.Namespace, entries: dict[str, bytes], manifest: bytes) -> None:
     from aiokafka import AIOKafkaProducer
+    from pydantic import ValidationError
 
     from i24net.directory import publish
     from i24net.kafka import KafkaConnection
     from i24net.kafka.settings import KafkaSettings
 
     if args.kafka_config:
-        with args.kafka_config.open("rb") as f:
-            kafka = KafkaSettings.model_validate(tomllib.load(f).get("kafka", {}))
+        try:
+            with args.kafka_config.open("rb") as f:
+                kafka = KafkaSettings.model_validate(tomllib.load(f).get("kafka", {}))
+        except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+            raise ConfigError(f"{args.kafka_config}: no valid [kafka] section: {exc}") from exc
         conn = kafka.connection("i24net-directory")
     else:
         conn = KafkaConnection(bootstrap=args.bootstrap, client_id="i24net-directory")
