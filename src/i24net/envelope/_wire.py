@@ -180,7 +180,10 @@ def bytes_field(b: bytes) -> bytes:
 def str_field(s: str) -> bytes:
     if not isinstance(s, str):
         raise WireError(f"string expected, got {type(s).__name__}")
-    b = s.encode()
+    try:
+        b = s.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate: Python str, but not text UTF-8 holds
+        raise WireError(f"string is not valid Unicode text (at {exc.start})") from None
     return long_bytes(len(b)) + b
 
 

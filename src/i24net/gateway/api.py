@@ -11,24 +11,36 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from i24net import __version__
+from i24net.envelope import Precedence
 from i24net.errors import IntakeRefusedError
 from i24net.gateway import inbox, outbox
 from i24net.gateway.intake import Submission, parse_stations
+from i24net.schemas import KIND_SCHEMAS
 
 if TYPE_CHECKING:
     from i24net.gateway.app import Gateway
 
+log = logging.getLogger(__name__)
+
 AVRO_MEDIA_TYPE = "application/vnd.apache.avro.binary"
+MAX_CURSOR = (1 << 63) - 1
+"""Cursors are SQLite integers (signed 64-bit)."""
+
+MessageId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z]{1,64}$")]
+"""A message id as the API takes it (ULIDs; ASCII only, so SQLite and logs hold it)."""
 
 
 class HandlingIn(BaseModel):
@@ -72,7 +84,7 @@ class ErrorBody(BaseModel):
 
 class AckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    message_ids: list[str] = Field(max_length=10_000)
+    message_ids: list[MessageId] = Field(max_length=10_000)
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -95,7 +107,14 @@ def error(
 
 
 class BodyLimit:
-    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413, before parsing."""
+    """ASGI middleware: read the body (at most ``limit`` bytes) before the application does.
+
+    A ``Content-Length`` over the limit is refused at once; a chunked body is
+    read up to the limit and refused 413 ``oversized`` as soon as it passes it
+    (the rest is never read). Reading it here, rather than counting inside the
+    application's ``receive``, matters: FastAPI turns any exception raised
+    while it reads a body into its own 400 "error parsing the body".
+    """
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app = app
@@ -107,29 +126,97 @@ class BodyLimit:
             return
         for k, v in scope.get("headers", []):
             if k == b"content-length" and v.isdigit() and int(v) > self.limit:
-                await error("oversized", f"request over {self.limit} bytes", 413)(
-                    scope, receive, send
-                )
+                await self._refuse(scope, receive, send)
                 return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited() -> Any:
-            nonlocal seen
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return msg
+            if msg["type"] != "http.request":  # the client went away
+                return
+            chunk = msg.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not msg.get("more_body", False):
+                break
+        body: bytes | None = b"".join(chunks)
+        del chunks
+
+        async def replay() -> Any:
+            nonlocal body
+            if body is not None:
+                msg = {"type": "http.request", "body": body, "more_body": False}
+                body = None
+                return msg
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+        await error("oversized", f"request over {self.limit} bytes", 413, {"Connection": "close"})(
+            scope, receive, send
+        )
+
+
+class Guard:
+    """ASGI middleware, outermost: an exception no handler expected answers 500
+    ``{"error": "internal_error", ...}`` (the documented body, never a bare
+    traceback) and is logged by type and place only: an exception's message may
+    quote the request (a pydantic error quotes its input), and requests carry
+    police data."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(msg: Any) -> None:
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
 
         try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await error("oversized", f"request over {self.limit} bytes", 413)(scope, receive, send)
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            tb = traceback.extract_tb(exc.__traceback__)
+            where = " <- ".join(f"{f.name}:{f.lineno}" for f in reversed(tb[-4:]))
+            log.error(
+                "%s %s failed: %s at %s",
+                scope.get("method"),
+                _route(scope),
+                type(exc).__name__,
+                where,
+            )
+            if not started:
+                await error("internal_error", "the gateway failed on this request", 500)(
+                    scope, receive, send
+                )
 
 
-class _TooLarge(Exception):
-    pass
+def _route(scope: Any) -> str:
+    """The request's path without its variable part (a message id is not logged)."""
+    path = str(scope.get("path", ""))
+    parts = path.split("/")
+    return "/".join(parts[:3]) + ("/..." if len(parts) > 3 else "")
+
+
+_PRECEDENCES = frozenset(p.value for p in Precedence)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "oversized",
+    415: "unsupported_media_type",
+}
 
 
 _LIST_QUERY = Query(default_factory=list, description="station codes (repeat or comma-separate)")
@@ -156,6 +243,16 @@ def create_app(gw: Gateway) -> FastAPI:
     )
 
     app.add_middleware(BodyLimit, limit=s.api.max_request_bytes)
+    app.add_middleware(Guard)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """FastAPI's own refusals (a body it cannot parse: invalid UTF-8 or JSON, nesting
+        too deep; an unknown path) in the documented body, not ``{"detail": ...}``."""
+        code = _HTTP_CODES.get(exc.status_code, "bad_request")
+        if request.method == "POST":
+            gw.metrics.intake_refusals.labels(code).inc()
+        return error(code, str(exc.detail)[:200], exc.status_code, dict(exc.headers or {}) or None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -166,18 +263,18 @@ def create_app(gw: Gateway) -> FastAPI:
         gw.metrics.intake_refusals.labels(code).inc()
         return error(code, detail[:2000], 422 if code != "bad_request" else 400)
 
-    async def accept(sub: Submission, idem_key: str | None) -> JSONResponse:
+    async def accept(build: Callable[[], Submission], idem_key: str | None) -> JSONResponse:
         t0 = time.perf_counter()
-        kind = sub.kind or "unknown"
+        kind = precedence = "unknown"
         try:
+            sub = build()
+            # label values are the client's words: only known ones (bounded label sets)
+            kind = sub.kind if sub.kind in KIND_SCHEMAS else "unknown"
+            precedence = sub.precedence if sub.precedence in _PRECEDENCES else "unknown"
             accepted = await gw.submit(sub, idem_key)
         except IntakeRefusedError as exc:
             gw.metrics.intake_refusals.labels(exc.code).inc()
-            gw.metrics.intake.labels(
-                kind if exc.code != "unknown_kind" else "unknown",
-                sub.precedence if exc.code != "bad_precedence" else "unknown",
-                "refused",
-            ).inc()
+            gw.metrics.intake.labels(kind, precedence, "refused").inc()
             headers = {"Retry-After": "5"} if exc.http_status == 503 else None
             return error(exc.code, exc.detail, exc.http_status, headers)
         if accepted.conflict:
@@ -212,24 +309,27 @@ def create_app(gw: Gateway) -> FastAPI:
                 avro = base64.b64decode(req.payload_avro, validate=True)
             except (binascii.Error, ValueError):
                 return error("bad_request", "payload_avro is not valid base64", 400)
-        sub = Submission(
-            kind=req.kind,
-            to=parse_stations(req.to),
-            to_all=req.to_all,
-            region=req.region,
-            excluded=parse_stations(req.excluded),
-            precedence=req.precedence,
-            language=req.language,
-            expires_in_s=req.expires_in_s,
-            expires_ms=req.expires_ms,
-            handling=tuple((h.code, h.text) for h in req.handling),
-            source_reliability=req.source_reliability,
-            source_accuracy=req.source_accuracy,
-            offence_categories=tuple(req.offence_categories),
-            payload=req.payload,
-            payload_avro=avro,
-        )
-        return await accept(sub, idempotency_key)
+
+        def build() -> Submission:
+            return Submission(
+                kind=req.kind,
+                to=parse_stations(req.to),
+                to_all=req.to_all,
+                region=req.region,
+                excluded=parse_stations(req.excluded),
+                precedence=req.precedence,
+                language=req.language,
+                expires_in_s=req.expires_in_s,
+                expires_ms=req.expires_ms,
+                handling=tuple((h.code, h.text) for h in req.handling),
+                source_reliability=req.source_reliability,
+                source_accuracy=req.source_accuracy,
+                offence_categories=tuple(req.offence_categories),
+                payload=req.payload,
+                payload_avro=avro,
+            )
+
+        return await accept(build, idempotency_key)
 
     @app.post(
         "/v1/messages/avro",
@@ -263,19 +363,22 @@ def create_app(gw: Gateway) -> FastAPI:
         for h in handling:
             code, _, text = h.partition(":")
             hs.append((code, text or None))
-        sub = Submission(
-            kind=None,
-            to=parse_stations([x for t in to for x in t.split(",")]),
-            to_all=to_all,
-            region=region,
-            excluded=parse_stations([x for t in excluded for x in t.split(",")]),
-            precedence=precedence,
-            language=language,
-            expires_in_s=expires_in_s,
-            handling=tuple(hs),
-            payload_avro=body,
-        )
-        return await accept(sub, idempotency_key)
+
+        def build() -> Submission:
+            return Submission(
+                kind=None,
+                to=parse_stations([x for t in to for x in t.split(",")]),
+                to_all=to_all,
+                region=region,
+                excluded=parse_stations([x for t in excluded for x in t.split(",")]),
+                precedence=precedence,
+                language=language,
+                expires_in_s=expires_in_s,
+                handling=tuple(hs),
+                payload_avro=body,
+            )
+
+        return await accept(build, idempotency_key)
 
     @app.get(
         "/v1/messages/{message_id}",
@@ -301,7 +404,9 @@ def create_app(gw: Gateway) -> FastAPI:
 
     @app.get("/v1/inbox", summary="Stored inbound messages after a cursor", tags=["inbox"])
     async def inbox_list(
-        after: int = Query(0, ge=0, description="cursor: the last message's cursor seen"),
+        after: int = Query(
+            0, ge=0, le=MAX_CURSOR, description="cursor: the last message's cursor seen"
+        ),
         limit: int = Query(100, ge=1, le=1000),
         unacked: bool = Query(False, description="only messages not yet acknowledged"),
         wait: float = Query(0, ge=0, le=s.api.max_wait_s, description="long-poll seconds"),
@@ -339,7 +444,7 @@ def create_app(gw: Gateway) -> FastAPI:
 
     @app.get("/v1/rejected", summary="Inbound records refused by verification", tags=["operators"])
     async def rejected(
-        after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
+        after: int = Query(0, ge=0, le=MAX_CURSOR), limit: int = Query(100, ge=1, le=1000)
     ) -> dict[str, Any]:
         rows = await gw.db.read(lambda c: inbox.rejected_list(c, after, limit))
         return {"rejected": rows, "cursor": rows[-1]["seq"] if rows else after}

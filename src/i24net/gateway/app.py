@@ -37,6 +37,7 @@ from i24net.gateway.api import Changed, create_app
 from i24net.gateway.db import Database
 from i24net.gateway.drain import Drainer
 from i24net.gateway.follow import DirectoryFollower
+from i24net.gateway.headers import bounded_httptools
 from i24net.gateway.inbound import InboundStream
 from i24net.gateway.intake import Intake, Submission
 from i24net.gateway.metrics import GatewayMetrics
@@ -142,6 +143,14 @@ class Gateway:
         )
         self.http = HttpServer(
             self.app, settings.api.host, settings.api.port, graceful_s=settings.shutdown_grace_s
+        )
+        # Heads are bounded in the HTTP protocol, before anything is buffered
+        # (gateway/headers.py). HttpServer does not take a protocol class yet: set
+        # uvicorn's Config before it is loaded at serve().
+        self.http._server.config.http = bounded_httptools(
+            settings.api.max_header_bytes,
+            settings.api.max_headers,
+            lambda code: self.metrics.intake_refusals.labels(code).inc(),
         )
         self.ready = asyncio.Event()
         self.stopping = False

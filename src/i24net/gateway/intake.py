@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -430,6 +431,9 @@ def _prim(t: str, v: Any, path: str) -> Any:
         ok = isinstance(v, bool)
     elif t in ("int", "long"):
         ok = isinstance(v, int) and not isinstance(v, bool)
+        bits = 31 if t == "int" else 63
+        if ok and not -(1 << bits) <= v < 1 << bits:
+            raise ValueError(f"{path}: {v} is out of range for an Avro {t}")
     elif t in ("float", "double"):
         ok = isinstance(v, int | float) and not isinstance(v, bool)
         v = float(v) if ok else v
@@ -442,8 +446,23 @@ def _prim(t: str, v: Any, path: str) -> Any:
     return v
 
 
+_STATION_CODE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,31}", re.ASCII)
+"""What a station code is made of (ISO alpha-2, ``GS``, ``RB-ABIDJAN``, ``UN-NY``), checked
+before upper-casing: Unicode case mapping makes codes nobody sent (``"ıt"`` -> ``IT``,
+``"ﬁ"`` -> ``FI``)."""
+
+
 def parse_stations(items: Sequence[str]) -> tuple[str, ...]:
-    return tuple(sorted({s.strip().upper() for s in items if s.strip()}))
+    """Distinct station codes, upper-cased, sorted; a repeated code counts once."""
+    out = set()
+    for item in items:
+        s = item.strip(" \t")
+        if not s:
+            continue
+        if not _STATION_CODE.fullmatch(s):
+            raise refuse("unknown_recipient", f"{s[:40]!r} is not a station code")
+        out.add(s.upper())
+    return tuple(sorted(out))
 
 
 def recipients_list(r: Recipients) -> list[str]:

@@ -55,6 +55,14 @@ class ApiSettings(_Frozen):
     port: int = Field(8024, ge=0, le=65535)
     max_request_bytes: int = Field(2 << 20, ge=1024, description="bigger requests get 413")
     max_wait_s: float = Field(30.0, gt=0, le=300, description="longest long-poll wait")
+    max_header_bytes: int = Field(
+        32 << 10,
+        ge=1024,
+        le=1 << 20,
+        description="request line and headers together; more gets 431 and the connection "
+        "is closed before it is buffered",
+    )
+    max_headers: int = Field(100, ge=10, le=10_000, description="more headers get 431")
 
 
 class OutboxSettings(_Frozen):
