@@ -41,6 +41,7 @@ REQUIRED_ALERTS = {
     "I24netServiceDown",
     "I24netAuditChainBroken",
     "I24netAuditChainShrank",
+    "I24netRouterInternalError",
 }
 NEVER_FIRES = "vector(1) < 0"
 
