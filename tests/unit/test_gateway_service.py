@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -41,11 +42,24 @@ async def test_health_ready_metrics_and_stop() -> None:
 
 
 async def test_cancel_stops_server() -> None:
-    server = HttpServer(FastAPI(), "127.0.0.1", 0)
+    """Cancelling ``serve`` closes the listening socket and propagates the cancellation."""
+    app = FastAPI()
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"pong": "yes"}
+
+    server = HttpServer(app, "127.0.0.1", 0)
     ready = asyncio.Event()
     task = asyncio.create_task(server.serve(ready=ready))
     await asyncio.wait_for(ready.wait(), 10)
+    port = server.port
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+        assert (await c.get("/ping")).json() == {"pong": "yes"}
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)
-    assert task.done()
+    assert task.cancelled()  # serve re-raised the cancellation, it did not swallow it
+    with pytest.raises(ConnectionRefusedError):  # nothing listens any more
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()

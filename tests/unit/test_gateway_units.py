@@ -540,3 +540,49 @@ async def test_start_serves_on_the_files_when_the_topic_is_not_read(
     finally:
         follower_running.cancel()
         gw._close()
+
+
+def test_status_never_moves_backwards(world: Any, db: Database) -> None:
+    """docs/gateway.md: notices applied late or out of order never lower a status, and a
+    terminal status is final; each notice is still kept in the event history."""
+    mid = _queued(world, db)
+    db.write_sync(lambda c: outbox.mark_sent(c, [mid], NOW + 1))
+    assert _status(db, mid)["status"] == "SENT"
+    _notice(db, mid, "DELIVERED", ["JP"])
+    for late in ("ACCEPTED", "HELD_FOR_REVIEW", "APPROVED"):  # read after the delivery
+        _notice(db, mid, late, [])
+        assert _status(db, mid)["status"] == "DELIVERED", late
+    db.write_sync(lambda c: outbox.mark_sent(c, [mid], NOW + 2))  # a re-sent round's ack
+    assert _status(db, mid)["status"] == "DELIVERED"
+    assert _receipt(db, mid, "JP") is outbox.ReceiptOutcome.APPLIED
+    _notice(db, mid, "DELIVERED", ["JP"])
+    assert _status(db, mid)["status"] == "RECEIPTED"
+    # a terminal status is final, whatever comes after it
+    held = _queued(world, db)
+    _notice(db, held, "HELD_FOR_REVIEW", [])
+    _notice(db, held, "REJECTED", [])
+    for late in ("ACCEPTED", "APPROVED", "DELIVERED", "EXPIRED"):
+        _notice(db, held, late, ["JP"] if late == "DELIVERED" else [])
+        assert _status(db, held)["status"] == "REJECTED", late
+    assert [e["status"] for e in _status(db, held)["events"]] == [
+        "ACCEPTED",
+        "HELD_FOR_REVIEW",
+        "REJECTED",
+        "ROUTED",
+        "APPROVED",
+        "DELIVERED",
+        "EXPIRED",
+    ]
+
+
+async def test_stopping_gateway_refuses_with_503(gateway: Gateway) -> None:
+    transport = httpx.ASGITransport(app=gateway.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+        body = {"kind": "POLICE_MESSAGE", "to": ["JP"], "payload": PM}
+        assert (await c.post("/v1/messages", json=body)).status_code == 202
+        gateway.stop()
+        r = await c.post("/v1/messages", json=body)
+        assert r.status_code == 503 and r.headers["Retry-After"]
+        assert r.json()["error"] == "stopping"
+        assert (await c.get("/v1/status")).json()["accepting"] is False
+    assert gateway.backlog.messages == 1
