@@ -40,7 +40,7 @@ from i24net.audit import (
 )
 from i24net.audit.topic import prime
 from i24net.clock import Clock, system_clock
-from i24net.directory import Directory, read_all
+from i24net.directory import Directory, DirectoryReader, DirectoryState, read_all
 from i24net.errors import BrokerError, Reason, ServiceError
 from i24net.kafka import TopicSpec, ensure_topics
 from i24net.keys import load_root_public, load_station
@@ -121,6 +121,8 @@ class RouterApp:
         self._consumer: Any = None
         self._dir_consumer: Any = None
         self._seen_consumer: Any = None
+        self._dir_state: DirectoryState | None = None
+        self._dir_reader: DirectoryReader | None = None
         self._replay: ReplayWindow | None = None
         self._pipeline: Pipeline | None = None
         self._chain: Chain | None = None
@@ -159,20 +161,29 @@ class RouterApp:
         engine = Engine(load_policy(s.policy.file))
         await ensure_topics(self.conn, topic_specs(s))
         kw = self.conn.client_kwargs()
-        # Directory: read fully, then tailed by a background task.
+        # Directory: read fully, then tailed by a background task. The reader keeps the
+        # highest serial accepted per station and the newest manifest in SQLite, so
+        # neither a re-published old entry nor a compacted topic rolls it back.
+        s.state.dir.mkdir(parents=True, exist_ok=True)
+        self._dir_state = DirectoryState(s.state.dir / f"directory-{s.router.instance}.sqlite3")
+        self._dir_reader = DirectoryReader(
+            root,
+            self.store,
+            state=self._dir_state,
+            clock=self.clock,
+            on_outcome=lambda o: self.metrics.directory_updates.labels(o.value).inc(),
+        )
         self._dir_consumer = AIOKafkaConsumer(
             **kw, enable_auto_commit=False, isolation_level="read_committed"
         )
         await self._dir_consumer.start()
         await prime(self._dir_consumer, [s.topics.directory])
         self.directory = await read_all(
-            self._dir_consumer, root, self.store, topic=s.topics.directory
+            self._dir_consumer, root, self.store, topic=s.topics.directory, reader=self._dir_reader
         )
-        self._root = root
         self._directory_gauges()
         if len(self.directory) == 0:
             raise ServiceError(f"directory topic {s.topics.directory} is empty; publish it first")
-        s.state.dir.mkdir(parents=True, exist_ok=True)
         self._replay = ReplayWindow(
             clock=self.clock, path=s.state.dir / f"replay-{s.router.instance}.sqlite3"
         )
@@ -287,6 +298,8 @@ class RouterApp:
         async with self.lock:
             if self._replay is not None:
                 self._replay.close()
+            if self._dir_state is not None:
+                self._dir_state.close()
 
     def _revoked(self, revoked: Any) -> None:
         """Forget what was queued for partitions given away (the caller holds the lock)."""
@@ -671,19 +684,24 @@ class RouterApp:
                 log.warning("directory refresh failed: %r", exc)
                 await asyncio.sleep(1)
                 continue
+            reader = self._dir_reader
             for records in batch.values():
                 for rec in records:
-                    if rec.value is None:
-                        continue
-                    try:
-                        self.directory.apply(rec.value, self._root, self.store)
-                    except Exception as exc:
-                        log.error("directory entry at offset %d refused: %s", rec.offset, exc)
-            self._directory_gauges()
+                    if reader is not None:  # never raises; counts and logs each outcome
+                        reader.offer(rec.value, f"{rec.topic}:{rec.partition}:{rec.offset}")
+            self._directory_gauges()  # every pass: the manifest's expiry moves on its own
 
     def _directory_gauges(self) -> None:
-        self.metrics.directory_stations.set(len(self.directory))
-        self.metrics.directory_serial.set(max((r.serial for r in self.directory), default=0))
+        m = self.metrics
+        m.directory_stations.set(len(self.directory))
+        m.directory_serial.set(max((r.serial for r in self.directory), default=0))
+        r = self._dir_reader
+        if r is not None:
+            m.directory_manifest_version.set(r.version)
+            expires = r.expires_in_s()
+            m.directory_manifest_expiry.set(0.0 if expires is None else expires)
+            m.directory_withheld.set(len(r.withheld))
+            r.check_freshness()
 
     # --- audit verification ------------------------------------------------------------------
 

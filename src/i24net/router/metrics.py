@@ -45,6 +45,10 @@ class RouterMetrics:
     audit_chain_length: Gauge
     directory_stations: Gauge
     directory_serial: Gauge
+    directory_updates: Counter
+    directory_manifest_version: Gauge
+    directory_manifest_expiry: Gauge
+    directory_withheld: Gauge
     audit_chain_problems: Gauge
     audit_verified: Gauge
     consumer_lag: Gauge
@@ -161,6 +165,31 @@ class RouterMetrics:
             directory_serial=Gauge(
                 "i24net_router_directory_serial",
                 "Highest record serial in the verified directory (grows with each change)",
+                registry=r,
+            ),
+            directory_updates=Counter(
+                "i24net_router_directory_updates",
+                "Values read from the directory topic, by outcome (applied, unchanged, "
+                "superseded, rollback, equivocation, bad_signature, malformed, tombstone, "
+                "manifest, manifest_unchanged, manifest_rollback)",
+                ["outcome"],
+                registry=r,
+            ),
+            directory_manifest_version=Gauge(
+                "i24net_router_directory_manifest_version",
+                "Version of the newest GS-signed directory manifest accepted (0: none seen, "
+                "the directory is not protected against rollback after compaction)",
+                registry=r,
+            ),
+            directory_manifest_expiry=Gauge(
+                "i24net_router_directory_manifest_expiry_seconds",
+                "Seconds until that manifest expires; negative: stale (the directory may be "
+                "frozen); 0 without a manifest",
+                registry=r,
+            ),
+            directory_withheld=Gauge(
+                "i24net_router_directory_withheld_stations",
+                "Stations not trusted because their entry is older than the manifest names",
                 registry=r,
             ),
             audit_chain_problems=Gauge(
