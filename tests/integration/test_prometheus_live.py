@@ -30,6 +30,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from i24net.client import AsyncGatewayClient
+from i24net.errors import IntakeRefusedError
 from i24net.gateway import Gateway, parse_settings
 from i24net.kafka import KafkaConnection
 from i24net.metrics_catalog import (
@@ -45,6 +46,23 @@ from i24net.router.testing import build_network, provision, settings_toml
 from i24net.service import HttpServer, build_info, health_router
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
+
+# Expressions that may return no data in this test's traffic, and why. Any other
+# expression without data fails the test (a panel that shows nothing is a defect).
+NO_DATA_EXPECTED = {
+    'ALERTS{alertname=~"I24net.*", alertstate="firing"}': "no alert fires (asserted below)",
+    "i24net_router_holds_total": "no message is held: the traffic is ordinary police messages",
+    "i24net_router_quarantine_oldest_hold_timestamp_seconds": "no hold, so no oldest hold",
+}
+# KNOWN DEFECT (deploy/grafana/dashboards/i24net-security.json): "Verification failures
+# (24h)" is ``increase(x[1d]) > 0``; a (station, reason) series is born at 1 with its first
+# failure, and increase() of a series that never changed is 0, so the first failure of each
+# kind (one forged message) never shows. This test's single garbage record to each side
+# proves it. When the panel is fixed these return data: remove them from here.
+NO_DATA_KNOWN_DEFECT = {
+    "increase(i24net_gateway_verification_failures_total",
+    "increase(i24net_router_verification_failures_total",
+}
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "prometheus"
@@ -230,8 +248,9 @@ async def test_prometheus_scrapes_and_every_expression_evaluates(
                     for p in ("FLASH", "IMMEDIATE", "ROUTINE", "ROUTINE")
                 ]
                 sent.append(await cjp.send("POLICE_MESSAGE", to=["FR"], payload=PM))
-                with contextlib.suppress(Exception):  # an intake refusal, counted
+                with pytest.raises(IntakeRefusedError) as refused:  # counted below
                     await cfr.send("POLICE_MESSAGE", to=["ZZ"], payload=PM)
+                assert refused.value.code == "unknown_recipient", refused.value
                 producer = AIOKafkaProducer(**kafka_conn.client_kwargs())
                 await producer.start()
                 try:  # garbage on FR's out topic (router) and JP's in topic (gateway)
@@ -283,6 +302,13 @@ async def test_prometheus_scrapes_and_every_expression_evaluates(
                     if not await scraped(f'{name}{{job="i24net-router"}}'):
                         missing.append(f"{name} (router)")
                 assert not missing, f"core series without data: {missing}"
+                # the expected refusal and the garbage records were counted and scraped
+                for expr in (
+                    'i24net_gateway_intake_refusals_total{station="FR",reason="unknown_recipient"}',
+                    'i24net_router_verification_failures_total{station="FR"}',
+                    'i24net_gateway_verification_failures_total{station="JP"}',
+                ):
+                    assert await scraped(expr), f"no data for {expr}"
 
                 # every dashboard and alert expression evaluates without error
                 exprs = [e for p in DASHBOARDS for e in dashboard_expressions(p)]
@@ -294,8 +320,19 @@ async def test_prometheus_scrapes_and_every_expression_evaluates(
                     if body.get("status") != "success":
                         errors.append(f"{e.where}: {body.get('error')} in {expr}")
                     elif not body["data"]["result"]:
-                        empty.append(e.where)
+                        empty.append(f"{e.where}: {expr}")
                 assert not errors, "\n".join(errors)
+                # an alert rule's condition is empty while the network is healthy
+                panels = [w for w in empty if "alerts.yml" not in w]
+                unexplained = [w for w in panels if not any(k in w for k in NO_DATA_EXPECTED)]
+                defects = [w for w in unexplained if any(k in w for k in NO_DATA_KNOWN_DEFECT)]
+                unexplained = [w for w in unexplained if w not in defects]
+                assert not unexplained, "expressions without data:\n" + "\n".join(unexplained)
+                still = {k for k in NO_DATA_KNOWN_DEFECT if any(k in w for w in defects)}
+                assert still == NO_DATA_KNOWN_DEFECT, (
+                    "a known dashboard defect is fixed: update NO_DATA_KNOWN_DEFECT",
+                    NO_DATA_KNOWN_DEFECT - still,
+                )
 
                 # the rules Prometheus loaded are the ones the tests read, all healthy
                 rules = (await prom.get("/api/v1/rules")).json()["data"]["groups"]
@@ -310,6 +347,4 @@ async def test_prometheus_scrapes_and_every_expression_evaluates(
                 firing = await query(prom, 'ALERTS{alertname=~"I24net.*"}')
                 assert firing["data"]["result"] == [], "no alert fires on a healthy network"
         stop.set()
-    quiet = sorted({w for w in empty if "alerts.yml" not in w})
-    print(f"\n{len(exprs)} expressions evaluated in {time.monotonic() - t0:.1f}s; panels with")
-    print("no data yet (no hold, review or refusal of that kind happened):", *quiet, sep="\n  ")
+    print(f"\n{len(exprs)} expressions evaluated in {time.monotonic() - t0:.1f}s")
