@@ -34,6 +34,14 @@ The stall figures (printed, and written to ``$I24NET_RESULTS_DIR`` if set): the
 longest gap between two consecutive messages stored at JP, the longest
 accepted-to-SENT wait at FR (outbox status), the longest end-to-end time and the
 longest intake call.
+
+Settings that differ from the shipped defaults: the router's come from
+``i24net.router.testing.settings_toml``: ``session_timeout_ms = 6000`` (default
+10000) and ``transaction_timeout_ms = 10000`` (default 60000: an open transaction
+of the dead coordinator's era blocks read_committed readers for at most 10 s);
+the gateways' ``request_timeout_ms = 5000`` (default 10000) and
+``outbox.retry_backoff_s = 0.5`` (default 1.0); the brokers' ``broker.session.timeout.ms=3000``
+(Kafka's default 9000) and ``broker.heartbeat.interval.ms=500`` (default 2000).
 """
 
 from __future__ import annotations
