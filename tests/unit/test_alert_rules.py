@@ -42,6 +42,8 @@ REQUIRED_ALERTS = {
     "I24netAuditChainBroken",
     "I24netAuditChainShrank",
     "I24netRouterInternalError",
+    "I24netDirectoryRollback",
+    "I24netDirectoryStale",
 }
 NEVER_FIRES = "vector(1) < 0"
 
