@@ -277,12 +277,6 @@ def test_no_deliverable_recipient_is_refused_with_the_stations_named(world: Worl
     assert n["explanation"] == "no deliverable recipient: JP=suspended_station"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Directory.current_encryption_key raises SUSPENDED_KEY for a suspended "
-    "station, so Pipeline.expand never keeps one: policy suspended_recipients = "
-    '"deliver" (docs/router.md, expand recipients) has no effect',
-)
 def test_suspended_recipients_deliver_keeps_a_suspended_station(net: Network) -> None:
     w = make_world(net, suspended_recipients="deliver")
     w.suspend("ES")

@@ -351,9 +351,16 @@ class Directory:
         hit[0].check(station, at_ms)
         return PeerKey(station, key_id, hit[1])
 
-    def current_encryption_key(self, station: str, at_ms: int) -> PeerKey:
-        """The newest usable X25519 key of ``station`` at ``at_ms`` (what to wrap to)."""
-        r = self._station(station)
+    def current_encryption_key(
+        self, station: str, at_ms: int, *, suspended_ok: bool = False
+    ) -> PeerKey:
+        """The newest usable X25519 key of ``station`` at ``at_ms`` (what to wrap to).
+
+        ``suspended_ok``: a SUSPENDED station still gets its usable key (the router's
+        policy ``suspended_recipients = "deliver"``); unknown and revoked ones never do."""
+        r = self._records.get(station)
+        if not (suspended_ok and r is not None and r.status is Status.SUSPENDED):
+            r = self._station(station)
         usable = [k for k in r.encryption_keys if k.usable(at_ms)]
         if not usable:
             raise VerificationError(Reason.EXPIRED_KEY, f"{station} has no usable encryption key")

@@ -467,9 +467,7 @@ class Router:
     def station(self) -> str:
         return self._holder.secrets.station
 
-    def open(
-        self, data: bytes, *, record: bool = True, appended_ms: int | None = None
-    ) -> Inbound:
+    def open(self, data: bytes, *, record: bool = True, appended_ms: int | None = None) -> Inbound:
         """Steps 1–11 at the router. ``record=False`` leaves ``replay.record`` to the caller;
         ``appended_ms``: the broker's append time of the record (see ``_verify_sender``)."""
         p = self._codec.parse(data)
@@ -514,14 +512,18 @@ class Router:
         *,
         decision: Decision = Decision.SCREEN_PASSED,
         review_id: str | None = None,
+        suspended_ok: bool = False,
     ) -> dict[str, bytes]:
-        """One delivery envelope per recipient station, keyed by station code."""
+        """One delivery envelope per recipient station, keyed by station code
+        (``suspended_ok``: see ``Directory.current_encryption_key``)."""
         now = self.replay.clock()
         stations = tuple(sorted(set(recipients)))
         peers = []
         for st in stations:
             try:
-                peers.append(self.directory.current_encryption_key(st, now))
+                peers.append(
+                    self.directory.current_encryption_key(st, now, suspended_ok=suspended_ok)
+                )
             except VerificationError as exc:
                 raise VerificationError(Reason.UNKNOWN_RECIPIENT, f"{st}: {exc.detail}") from None
         s = self._holder.secrets

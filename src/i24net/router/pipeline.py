@@ -294,7 +294,7 @@ class Pipeline:
                 bad[st] = "suspended_station"
                 continue
             try:
-                self.directory.current_encryption_key(st, now)
+                self.directory.current_encryption_key(st, now, suspended_ok=keep_suspended)
             except VerificationError as exc:
                 bad[st] = exc.reason.value
                 continue
@@ -331,7 +331,13 @@ class Pipeline:
             self.metrics.refusals.labels(reason).inc()
             return d
         decision = Decision.REVIEW_APPROVED if review_id else Decision.SCREEN_PASSED
-        envelopes = self.router.deliver(inbound, stations, decision=decision, review_id=review_id)
+        envelopes = self.router.deliver(
+            inbound,
+            stations,
+            decision=decision,
+            review_id=review_id,
+            suspended_ok=self.engine.policy.suspended_recipients == "deliver",
+        )
         d = Decided("delivered", header=h, record=(h.message_id, h.expires_ms), reason=None)
         hints = _hints(h)
         for st, env in envelopes.items():
