@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 I24NET := $(VENV)/bin/i24net
 STAMP  := $(VENV)/.installed
 
-.PHONY: help deps venv broker-jars test test-unit lint demo demo-secure bench clean
+.PHONY: help deps venv broker-jars test test-unit lint demo demo-secure bench soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ demo-secure: broker-jars  ## the same demo with TLS, per-station SCRAM credentia
 
 bench: broker-jars  ## benchmarks; table on the terminal, JSON in bench/results/
 	$(PY) -m bench
+
+soak: broker-jars  ## 10-minute reliability soak (not in CI)
+	$(PY) -m bench.soak
 
 clean:  ## remove local state (venv, var/, results); the jar cache stays
 	rm -rf $(VENV) var bench/results .pytest_cache .mypy_cache .ruff_cache
