@@ -39,13 +39,15 @@ when the broker's storage is formatted).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from i24net.errors import ConfigError
+from i24net.errors import BrokerAuthenticationError, ConfigError
 from i24net.kafka.acls import (
     CLUSTER_RESOURCE,
     AclBinding,
@@ -61,6 +63,7 @@ from i24net.kafka.security import (
     ADMIN_USER,
     Credential,
     SecuredListeners,
+    check_connection,
     generate_password,
     password_file,
     read_password_file,
@@ -497,6 +500,31 @@ class SecuredBroker:
         self.stop()
 
 
+async def _await_credentials(
+    bootstrap: str, ca_file: Path, creds: Path, users: Iterable[str], timeout_s: float = 20.0
+) -> None:
+    """Wait until the broker accepts every new SCRAM credential in ``users``.
+
+    AlterUserScramCredentials answers once the controller has committed the
+    records; the broker applies them from the metadata log a moment later, so
+    a client connecting right after ``provision`` may be refused (seen here:
+    the first test after ``start_secured_broker`` failed SaslAuthenticationFailed).
+    """
+    deadline = time.monotonic() + timeout_s
+    for user in users:
+        conn = Credential(user, read_password_file(password_file(creds, user))).connection(
+            bootstrap, ca_file, client_id="i24net-provision"
+        )
+        while True:
+            try:
+                await check_connection(conn, timeout_s=5)
+                break
+            except BrokerAuthenticationError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+
 def start_secured_broker(
     data_dir: Path,
     stations: Iterable[str] | Mapping[str, Any],
@@ -549,6 +577,7 @@ def start_secured_broker(
     broker.start(attached=attached)
     try:
         report = run_sync(provision(admin_conn, stations, creds, policy=policy))
+        run_sync(_await_credentials(bootstrap, pki.ca_file, creds, report.users_created))
     except BaseException:
         broker.stop()
         raise
@@ -559,13 +588,13 @@ def start_secured_broker(
 __all__ = [
     "AUDITOR",
     "AUDIT_TOPIC",
-    "SEEN_TOPIC",
     "DIRECTORY_TOPIC",
     "DLQ_TOPIC",
     "OPERATOR",
     "PUBLISHER",
     "QUARANTINE_TOPIC",
     "ROUTER",
+    "SEEN_TOPIC",
     "ProvisionReport",
     "SecuredBroker",
     "TopicPolicy",

@@ -7,9 +7,12 @@ operation is exercised too, so a broker that refused everything would fail.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
+import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,7 +20,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import errors as ke
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from i24net.cli import main as cli_main
 from i24net.errors import (
     BrokerAuthenticationError,
     BrokerAuthorizationError,
@@ -27,8 +32,9 @@ from i24net.errors import (
 )
 from i24net.kafka.acls import AclBinding, AclOperation, PatternType, ResourceType, SecurityAdmin
 from i24net.kafka.admin import KafkaConnection
+from i24net.kafka.broker import run_sync
 from i24net.kafka.security import check_connection, write_dev_pki
-from i24net.provision import SecuredBroker, provision, start_secured_broker
+from i24net.provision import SecuredBroker, TopicPolicy, provision, start_secured_broker
 
 pytestmark = pytest.mark.kafka
 
@@ -41,9 +47,33 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]
         tmp_path_factory.mktemp("secured"), STATIONS, plaintext_listener=True
     )
     try:
+        run_sync(_coordinators_ready(broker.admin))
         yield broker
     finally:
         broker.stop()
+
+
+async def _coordinators_ready(conn: KafkaConnection, within_s: float = 30.0) -> None:
+    """Wait (on the state, with a deadline) until the broker has a group and a transaction
+    coordinator. A fresh broker creates ``__consumer_offsets`` and ``__transaction_state``
+    on first use; a consumer started before that gets GroupCoordinatorNotAvailable, and
+    aiokafka leaves a socket behind on that path (an unraisable ResourceWarning, an error
+    here), so the first test of the module failed now and then."""
+    admin = AIOKafkaAdminClient(**conn.client_kwargs())
+    await admin.start()
+    try:
+        deadline = time.monotonic() + within_s
+        for kind, key in ((0, "i24.gw.FR"), (1, "i24.gw.FR.outbox-1")):
+            while True:
+                try:
+                    await admin.find_coordinator(key, kind)
+                    break
+                except (ke.CoordinatorNotAvailableError, ke.NotCoordinatorError):
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
 
 
 @asynccontextmanager
@@ -259,3 +289,170 @@ async def test_provision_is_idempotent_and_removal_revokes(secured: SecuredBroke
 async def test_provision_needs_a_super_user(secured: SecuredBroker, tmp_path: Path) -> None:
     with pytest.raises(BrokerAuthorizationError):
         await provision(secured.connection("operator"), STATIONS, tmp_path)
+
+
+# -- transactional ids ----------------------------------------------------------
+
+
+async def _transaction(conn: KafkaConnection, transactional_id: str, topic: str) -> None:
+    p = AIOKafkaProducer(
+        **conn.client_kwargs(), transactional_id=transactional_id, request_timeout_ms=10000
+    )
+    try:
+        await p.start()
+        async with p.transaction():
+            await p.send_and_wait(topic, transactional_id.encode())
+    finally:
+        await p.stop()
+
+
+async def test_station_may_use_its_own_transactional_ids(secured: SecuredBroker) -> None:
+    """The control for the denials below: FR's gateway commits under ``i24.gw.FR.<n>``."""
+    await _transaction(secured.connection("FR"), "i24.gw.FR.outbox-1", "i24.out.FR")
+
+
+@pytest.mark.parametrize(
+    "transactional_id",
+    ["i24.gw.JP.outbox-1", "i24.gw.FRX.outbox-1", "i24.gw.FR", "i24.router.1"],
+    ids=["another-station", "a-longer-code-sharing-the-prefix", "no-trailing-dot", "router"],
+)
+async def test_station_is_denied_another_stations_transactional_id(
+    secured: SecuredBroker, transactional_id: str
+) -> None:
+    """docs/security.md: WRITE/DESCRIBE on ``i24.gw.<station>.*`` only; the trailing dot
+    keeps FR off the ids of a station whose code starts with FR."""
+    with pytest.raises(ke.TransactionalIdAuthorizationFailed):
+        await _transaction(secured.connection("FR"), transactional_id, "i24.out.FR")
+
+
+# -- TLS host name ----------------------------------------------------------------
+
+
+async def test_a_certificate_naming_another_host_is_a_tls_error(secured: SecuredBroker) -> None:
+    """The broker certificate names ``localhost`` and ``127.0.0.1``. ``127.1`` is the same
+    address (inet_aton's short form) under a name the certificate does not carry, so only
+    host name verification can refuse it; ``localhost`` is the control."""
+    port = secured.bootstrap.rpartition(":")[2]
+    named = dataclasses.replace(secured.connection("FR"), bootstrap=f"localhost:{port}")
+    assert await check_connection(named, timeout_s=10) == [1]
+    other = dataclasses.replace(secured.connection("FR"), bootstrap=f"127.1:{port}")
+    with pytest.raises(BrokerTlsError, match=r"does not name '127\.1'") as info:
+        await check_connection(other, timeout_s=5)
+    assert "Hostname mismatch" in str(info.value)
+    assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+
+
+# -- provisioning: drift, rotation, secrecy -------------------------------------------
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], within_s: float, what: str) -> None:
+    """Wait for a state (not for a time): poll ``check`` until true, fail after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {within_s} s: {what}")
+        await asyncio.sleep(0.2)
+
+
+async def _topic_config(conn: KafkaConnection, topic: str) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(**conn.client_kwargs())
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)]
+        )
+    finally:
+        await admin.close()
+    ((_code, _msg, _type, _name, entries),) = response.resources
+    return {e[0]: e[1] for e in entries}
+
+
+async def test_provision_sets_a_drifted_topic_config_back(secured: SecuredBroker) -> None:
+    topic = "i24.out.JP"
+    want = {s.name: dict(s.config) for s in TopicPolicy().topics(STATIONS)}[topic]
+    assert want["message.timestamp.type"] == "LogAppendTime"
+    admin = AIOKafkaAdminClient(**secured.admin.client_kwargs())
+    await admin.start()
+    try:  # a non-incremental alter: every other topic config falls back to its default
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, {"retention.ms": "1000"})]
+        )
+    finally:
+        await admin.close()
+
+    async def drifted() -> bool:
+        return (await _topic_config(secured.admin, topic)).get("retention.ms") == "1000"
+
+    await _eventually(drifted, 10, f"{topic} shows the drifted retention")
+    report = await provision(secured.admin, STATIONS, secured.credentials_dir)
+    assert report.topics_reconfigured == [topic], report.summary()
+
+    async def restored() -> bool:
+        have = await _topic_config(secured.admin, topic)
+        return all(have.get(k) == v for k, v in want.items())
+
+    await _eventually(restored, 10, f"{topic} back to {want}")
+    again = await provision(secured.admin, STATIONS, secured.credentials_dir)
+    assert not again.changed, again.summary()
+
+
+def test_cli_rotate_replaces_one_password_and_never_prints_or_logs_any(
+    secured: SecuredBroker, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``i24net -v provision --rotate FR``: FR gets a new password, the old one is refused,
+    every other password is unchanged, and no password (old or new, of any user, the
+    admin's included) appears in stdout, stderr or any log record, at DEBUG."""
+    creds = secured.credentials_dir
+
+    def passwords() -> dict[str, str]:
+        return {p.stem: p.read_text(encoding="utf-8").strip() for p in creds.glob("*.password")}
+
+    before = passwords()
+    old_fr = secured.connection("FR")
+    caplog.set_level(logging.DEBUG)
+    code = cli_main(
+        [
+            "-v",
+            "provision",
+            "--bootstrap",
+            secured.bootstrap,
+            "--ca-file",
+            str(secured.ca_file),
+            "--admin-password-file",
+            str(creds / "admin.password"),
+            "--credentials-dir",
+            str(creds),
+            "--stations",
+            ",".join(STATIONS),
+            "--rotate",
+            "FR",
+        ]
+    )
+    out, err = capsys.readouterr()
+    after = passwords()
+    assert code == 0, err
+    assert "credentials created: FR\n" in out, out
+    assert after["FR"] != before["FR"]
+    assert {u: p for u, p in after.items() if u != "FR"} == {
+        u: p for u, p in before.items() if u != "FR"
+    }
+    assert (creds / "FR.password").stat().st_mode & 0o777 == 0o600
+    shown = out + err + caplog.text + "".join(str(r.args) for r in caplog.records)
+    assert caplog.records, "the run logged nothing: the check below would prove nothing"
+    leaked = sorted(u for u, p in {**before, "FR (new)": after["FR"]}.items() if p in shown)
+    assert not leaked, f"passwords of {leaked} printed or logged"
+
+    async def rotated() -> None:
+        new_fr = secured.connection("FR")
+
+        async def old_refused() -> bool:
+            try:
+                await check_connection(old_fr, timeout_s=5)
+            except BrokerAuthenticationError:
+                return True
+            return False
+
+        await _eventually(old_refused, 15, "FR's old password refused")
+        assert await check_connection(new_fr, timeout_s=10) == [1]
+
+    asyncio.run(rotated())
