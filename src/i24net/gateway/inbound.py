@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ class InboundStream:
         self.window = ReplayWindow(clock=clock)
         self.connected = False
         self.processed = 0
+        self.batches = 0
         self._receiver: Receiver | None = None
         self._receiver_dir: Directory | None = None
 
@@ -205,17 +207,27 @@ class InboundStream:
         for it in items:
             if it.receipt is not None and it.outcome == "stored":
                 self.backlog.add(len(it.receipt.envelope), it.receipt.header.created_ms)
+        self._fault()
         offsets = {
             TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(records[-1].offset + 1, "")
             for tp, records in batch.items()
             if records
         }
         await consumer.commit(offsets)
+        self.batches += 1
         self.processed += len(items)
         if stored_any:
             self.on_stored()
         if any(it.receipt is not None and it.outcome == "stored" for it in items):
             self.on_queued()
+
+    def _fault(self) -> None:
+        """Fault injection (``[testing]``): exit like kill -9 between the SQLite commit of
+        a batch and the commit of its offsets, the window a crash must survive."""
+        after = self.settings.testing.exit_after_stored_batches
+        if after and self.batches >= after:
+            log.warning("testing: exiting with a batch stored and its offsets not committed")
+            os._exit(137)
 
     def _verify(self, topic: str, partition: int, offset: int, value: bytes | None) -> _Item:
         raw = value or b""

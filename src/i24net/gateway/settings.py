@@ -79,6 +79,18 @@ class InboundSettings(_Frozen):
     keep_rejected_bytes: int = Field(1 << 20, ge=0, description="raw bytes kept per rejected")
 
 
+class TestingSettings(_Frozen):
+    """Fault injection for the crash tests; never set in production."""
+
+    exit_after_stored_batches: int = Field(
+        0,
+        ge=0,
+        description="after this many inbound batches, exit the process (status 137, as "
+        "kill -9 leaves it) once the next batch is stored in SQLite and before its Kafka "
+        "offsets are committed; 0 (the default) turns it off",
+    )
+
+
 class Settings(_Frozen):
     station: str = Field(min_length=1, max_length=64)
     router: str = GS
@@ -90,6 +102,7 @@ class Settings(_Frozen):
     api: ApiSettings = ApiSettings()
     outbox: OutboxSettings = OutboxSettings()
     inbound: InboundSettings = InboundSettings()
+    testing: TestingSettings = TestingSettings()
 
     @field_validator("station", "router")
     @classmethod
