@@ -254,6 +254,8 @@ class Forger:
     rng: random.Random
     sent: dict[str, tuple[bytes, list[tuple[str, bytes]], int]] = field(default_factory=dict)
     """message id -> (envelope, headers, partition) as the gateways wrote them (for replays)."""
+    copies: collections.Counter[str] = field(default_factory=collections.Counter)
+    """message id -> records the gateways wrote with it (an outbox re-send makes two)."""
 
     def envelope(self, station: str, *, created_ms: int | None = None) -> tuple[Any, bytes]:
         t = now_ms()
@@ -412,6 +414,7 @@ async def out_reader(
                 for r in records:
                     mid = header(r, "i24-msgid")
                     if mid and r.value and not (r.key or b"").startswith(b"soak-"):
+                        forger.copies[mid] += 1
                         hs = [(k, bytes(v)) for k, v in r.headers or () if v is not None]
                         forger.sent.setdefault(mid, (bytes(r.value), hs, tp.partition))
     finally:
@@ -443,6 +446,8 @@ class Soak:
         self.conn = self.cluster.admin_connection()
         self.daemons = Daemons(self.base / "logs")
         self.ports: dict[str, int] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.out_copies: collections.Counter[str] = collections.Counter()
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -590,8 +595,13 @@ class Soak:
     # -- kills ----------------------------------------------------------------------------
 
     async def killer(self, st: State, kills: list[Kill]) -> None:
-        for k in kills:
-            await asyncio.sleep(max(0.0, k.at_s - st.now()))
+        """Each kill at its own moment (a broker's down time does not delay the others)."""
+        await asyncio.gather(*(self.kill(st, k) for k in kills))
+
+    async def kill(self, st: State, k: Kill) -> None:
+        await asyncio.sleep(max(0.0, k.at_s - st.now()))
+        lock = self.locks.setdefault(k.target, asyncio.Lock())  # one kill per target at once
+        async with lock:
             entry: dict[str, Any] = {"kind": k.kind, "target": k.target, "at_s": round(st.now(), 1)}
             say(f"-- {st.now():6.1f}s kill -9 {k.kind} {k.target} (down {k.pause_s:.1f}s)")
             if k.kind == "broker":
@@ -633,7 +643,8 @@ class Soak:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), PROGRESS_S)
-            say(self.progress(st))
+            if not stop.is_set():
+                say(self.progress(st))
 
     async def watchdog(self, st: State, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -764,6 +775,7 @@ class Soak:
             await producer.stop()
         say("independent reader: every inbox topic and the DLQ, read_committed from offset 0 ...")
         delivered, kinds, dlq_records = await self.read_back()
+        self.out_copies = forger.copies
         return self.verdict(
             st,
             delivered,
@@ -850,6 +862,12 @@ class Soak:
                 "unexpected_ids_delivered": len(unexpected),
                 "unexpected_sample": unexpected[:20],
                 "dlq_records_not_injected_by_reason": dict(other_dlq),
+            },
+            "gateway_out_records": {
+                "records": sum(self.out_copies.values()),
+                "ids": len(self.out_copies),
+                "ids_written_more_than_once": sum(1 for n in self.out_copies.values() if n > 1),
+                "extra_copies": sum(n - 1 for n in self.out_copies.values()),
             },
             "kills": {
                 "total": len(st.kills),
