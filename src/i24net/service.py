@@ -73,11 +73,15 @@ class HttpServer:
         port: int,
         *,
         graceful_s: float = DEFAULT_GRACEFUL_S,
+        http: Any = "auto",
     ) -> None:
+        """``http``: uvicorn's HTTP protocol, a name or a protocol class (the gateway
+        passes one that bounds request heads before buffering them)."""
         config = uvicorn.Config(
             app,
             host=host,
             port=port,
+            http=http,
             log_level="warning",
             lifespan="off",
             access_log=False,

@@ -141,16 +141,18 @@ class Gateway:
                 },
             )
         )
-        self.http = HttpServer(
-            self.app, settings.api.host, settings.api.port, graceful_s=settings.shutdown_grace_s
-        )
         # Heads are bounded in the HTTP protocol, before anything is buffered
-        # (gateway/headers.py). HttpServer does not take a protocol class yet: set
-        # uvicorn's Config before it is loaded at serve().
-        self.http._server.config.http = bounded_httptools(
-            settings.api.max_header_bytes,
-            settings.api.max_headers,
-            lambda code: self.metrics.intake_refusals.labels(code).inc(),
+        # (gateway/headers.py).
+        self.http = HttpServer(
+            self.app,
+            settings.api.host,
+            settings.api.port,
+            graceful_s=settings.shutdown_grace_s,
+            http=bounded_httptools(
+                settings.api.max_header_bytes,
+                settings.api.max_headers,
+                lambda code: self.metrics.intake_refusals.labels(code).inc(),
+            ),
         )
         self.ready = asyncio.Event()
         self.stopping = False
