@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from i24net import __version__
 from i24net.clock import Clock, system_clock
-from i24net.directory import Directory
+from i24net.directory import Directory, DirectoryState
 from i24net.envelope import Precedence
 from i24net.errors import ConfigError, DirectoryError, IntakeRefusedError
 from i24net.gateway import outbox
@@ -98,6 +98,10 @@ class Gateway:
                 self.store,
                 get=self.directory,
                 replace=self._replace_directory,
+                # the highest serial accepted per station and the newest manifest survive
+                # restarts: a compacted or re-published old entry cannot roll us back
+                state=self._directory_state(settings),
+                clock=self.clock,
             )
         self.db = Database(settings.db_path)
         n, size, oldest = self.db.write_sync(outbox.pending_totals)
@@ -319,10 +323,17 @@ class Gateway:
         self.inbox_changed.notify()
         self.status_changed.notify()
 
+    @staticmethod
+    def _directory_state(settings: Settings) -> DirectoryState:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return DirectoryState(settings.data_dir / "directory-state.sqlite3")
+
     def _close(self) -> None:
         if not self._closed:
             self._closed = True
             self.db.close()
+            if self.follower is not None:
+                self.follower.reader.state.close()
 
     async def _gauges(self) -> None:
         m = self.metrics
