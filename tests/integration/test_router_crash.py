@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -246,11 +247,39 @@ async def test_killed_with_a_transaction_open_then_restarted_delivers_exactly_on
     await assert_audited_once(setup, ids)
 
 
+def assigned(setup: Setup, instance: str) -> int | None:
+    """How many partitions the instance's latest assignment gave it (its log), or None."""
+    found = re.findall(
+        r"assigned (\d+) partitions", (setup.tmp / f"router-{instance}.log").read_text()
+    )
+    return int(found[-1]) if found else None
+
+
+async def until(check: Callable[[], bool], within_s: float, what: str) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
 async def test_two_instances_one_killed_delivers_exactly_once(setup: Setup) -> None:
-    """The takeover with the shipped session and transaction timeouts."""
-    ids = await setup.produce(N)
+    """The takeover with the shipped session and transaction timeouts.
+
+    Both instances share the group's partitions before any message is written (the
+    test waits for their assignments in their logs), so the instance with the fault
+    hook owns some of FR's partitions whichever starts faster."""
     a = setup.start("a", crash_after=2, router=SHIPPED_TIMEOUTS)
-    setup.start("b", router=SHIPPED_TIMEOUTS)
+    await until(lambda: assigned(setup, "a") is not None, 120, "a's assignment")
+    b = setup.start("b", router=SHIPPED_TIMEOUTS)
+    everything = 3 * 4  # i24.out.{BR,FR,GS,JP}, 3 partitions each
+
+    def shared() -> bool:
+        na, nb = assigned(setup, "a"), assigned(setup, "b")
+        return bool(na and nb and na + nb == everything)
+
+    await until(shared, 120, "a and b sharing the partitions")
+    assert b.poll() is None
+    ids = await setup.produce(N)
     await crashed(a, 180)
     # b takes a's partitions after the session timeout; a's open transaction is
     # aborted by the coordinator after transaction_timeout_ms.
