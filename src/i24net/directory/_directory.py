@@ -7,10 +7,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nacl.exceptions import BadSignatureError
 from nacl.public import PublicKey
 from nacl.signing import VerifyKey
 
+from i24net.directory._signed import open_root_signed
 from i24net.directory.manifest import Manifest
 from i24net.errors import (
     CodecError,
@@ -169,21 +169,17 @@ def sign_record(record: StationRecord, root: RootSecrets, store: SchemaStore) ->
 
 def verify_entry(entry: bytes, root: RootPublic, store: SchemaStore) -> StationRecord:
     """Check one ``i24.directory`` value against the pinned root key; DirectoryError if bad."""
+    inner = open_root_signed(
+        entry,
+        root,
+        store,
+        schema="net.i24.DirectoryEntry",
+        field="record",
+        label=LABEL,
+        what="directory entry",
+    )
     try:
-        _, outer = store.decode_single(entry, expected="net.i24.DirectoryEntry")
-    except CodecError as exc:
-        raise DirectoryError(f"directory entry does not decode: {exc}") from exc
-    if outer["root_key_id"] != root.key_id:
-        raise DirectoryError(
-            f"directory entry signed by root key {outer['root_key_id']!r}, "
-            f"the pinned root key is {root.key_id!r}"
-        )
-    try:
-        VerifyKey(root.public_key).verify(LABEL + outer["record"], outer["signature"])
-    except (BadSignatureError, ValueError, TypeError) as exc:
-        raise DirectoryError("directory entry: bad GS root signature") from exc
-    try:
-        return StationRecord.from_avro(store.decode("net.i24.DirectoryRecord", outer["record"]))
+        return StationRecord.from_avro(store.decode("net.i24.DirectoryRecord", inner))
     except (CodecError, ValueError, KeyError) as exc:
         raise DirectoryError(f"directory record does not decode: {exc}") from exc
 

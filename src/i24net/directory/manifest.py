@@ -29,9 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
-
+from i24net.directory._signed import open_root_signed
 from i24net.errors import CodecError, DirectoryError
 from i24net.keys import RootPublic, RootSecrets
 from i24net.schemas import SchemaStore
@@ -121,20 +119,16 @@ def is_manifest(value: bytes, store: SchemaStore) -> bool:
 
 def verify_manifest(value: bytes, root: RootPublic, store: SchemaStore) -> Manifest:
     """Check a manifest value against the pinned root key; DirectoryError if bad."""
+    inner = open_root_signed(
+        value,
+        root,
+        store,
+        schema=MANIFEST_SCHEMA,
+        field="manifest",
+        label=MANIFEST_LABEL,
+        what="directory manifest",
+    )
     try:
-        _, outer = store.decode_single(value, expected=MANIFEST_SCHEMA)
-    except CodecError as exc:
-        raise DirectoryError(f"directory manifest does not decode: {exc}") from exc
-    if outer["root_key_id"] != root.key_id:
-        raise DirectoryError(
-            f"directory manifest signed by root key {outer['root_key_id']!r}, "
-            f"the pinned root key is {root.key_id!r}"
-        )
-    try:
-        VerifyKey(root.public_key).verify(MANIFEST_LABEL + outer["manifest"], outer["signature"])
-    except (BadSignatureError, ValueError, TypeError) as exc:
-        raise DirectoryError("directory manifest: bad GS root signature") from exc
-    try:
-        return Manifest.from_avro(store.decode("net.i24.DirectoryManifest", outer["manifest"]))
+        return Manifest.from_avro(store.decode("net.i24.DirectoryManifest", inner))
     except (CodecError, ValueError, KeyError) as exc:
         raise DirectoryError(f"directory manifest does not decode: {exc}") from exc
