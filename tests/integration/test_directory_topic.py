@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -100,32 +101,40 @@ async def test_a_republished_lower_serial_is_counted_not_raised(
 
 
 async def _wait_compacted(conn: KafkaConnection, topic: str, gone: bytes) -> None:
-    """Roll segments (a tombstone on a spare key) until the cleaner has removed ``gone``."""
+    """Roll segments (a tombstone on a spare key) until the cleaner has removed ``gone``.
+
+    Each look is a whole read from the log start by a new consumer: a consumer that
+    is sought back can still hand out a fetch made before the seek (records past the
+    end it read to), and a partial read would see ``gone`` missing too early."""
     from aiokafka import TopicPartition
 
     producer = AIOKafkaProducer(**conn.client_kwargs())
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **conn.client_kwargs())
     await producer.start()
-    await consumer.start()
     tp = TopicPartition(topic, 0)
-    consumer.assign([tp])
     deadline = time.monotonic() + 90
     try:
         while True:
             await producer.send_and_wait(topic, key=b"ZZ-FILLER", value=None)
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            values: list[bytes | None] = []
-            while await consumer.position(tp) < end:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                values += [r.value for r in batch.get(tp, [])]
-            if gone not in values:
+            consumer = AIOKafkaConsumer(enable_auto_commit=False, **conn.client_kwargs())
+            await consumer.start()
+            try:
+                consumer.assign([tp])
+                await consumer.seek_to_beginning(tp)
+                start = (await consumer.beginning_offsets([tp]))[tp]
+                end = (await consumer.end_offsets([tp]))[tp]
+                records: list[Any] = []
+                while await consumer.position(tp) < end:
+                    batch = await consumer.getmany(tp, timeout_ms=1000)
+                    records += batch.get(tp, [])
+            finally:
+                await consumer.stop()
+            assert not records or records[0].offset >= start
+            if gone not in [r.value for r in records if r.offset < end]:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"{topic} not compacted within 90 s")
             await asyncio.sleep(0.5)  # the segment rolls on the next append after segment.ms
     finally:
-        await consumer.stop()
         await producer.stop()
 
 
