@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import ssl
 import time
@@ -250,7 +251,13 @@ async def test_untrusted_certificate_is_a_tls_error(secured: SecuredBroker, tmp_
         await check_connection(conn, timeout_s=5)
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 async def test_anonymous_plaintext_listener_grants_nothing(secured: SecuredBroker) -> None:
+    """aiokafka 0.14 leaves a socket open when the broker refuses InitProducerId (its
+    sender task dies with ClusterAuthorizationFailedError); the warning depended on when
+    the garbage collector ran (it failed 1 CI run in 5). The leak is collected here, under
+    this test's filters, so no later test sees it; the assertions are unchanged."""
     assert secured.plaintext_bootstrap is not None
     anonymous = KafkaConnection(secured.plaintext_bootstrap)
     with pytest.raises(ke.ClusterAuthorizationFailedError):  # idempotent producer id
@@ -259,6 +266,7 @@ async def test_anonymous_plaintext_listener_grants_nothing(secured: SecuredBroke
     with pytest.raises(ke.TopicAuthorizationFailedError):
         async with consumer(anonymous, "i24.in.FR", "i24.gw.FR") as c:
             await c.getmany(timeout_ms=5000)
+    gc.collect()
 
 
 # -- provisioning ---------------------------------------------------------------
