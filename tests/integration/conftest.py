@@ -64,7 +64,9 @@ class RouterWorld:
     producer: Any
     routers: list[Running] = field(default_factory=list)
 
-    async def router(self, instance: str = "a", *, state: str | None = None) -> Running:
+    async def router(
+        self, instance: str = "a", *, state: str | None = None, policy: Path = POLICY
+    ) -> Running:
         """Start a router instance (state directory ``state-<state or instance>``)."""
         cfg = self.tmp / f"router-{instance}.toml"
         cfg.write_text(
@@ -74,7 +76,7 @@ class RouterWorld:
                 prefix=self.topics.prefix,
                 keys_dir=self.tmp / "keys",
                 state_dir=self.tmp / f"state-{state or instance}",
-                policy=POLICY,
+                policy=policy,
                 group=self.topics.prefix + "router",
             )
         )

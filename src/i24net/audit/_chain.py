@@ -59,9 +59,13 @@ def chain_hash(chain: str, previous: bytes, record_bytes: bytes) -> bytes:
     return digest(LABEL + bytes([len(c)]) + c + previous + record_bytes)
 
 
-def encode_reason(rule: str | None, reasons: Sequence[str]) -> str:
-    """The ``reason`` field: compact JSON ``{"rule": ..., "reasons": [...]}``."""
-    return json.dumps({"rule": rule, "reasons": list(reasons)}, separators=(",", ":"))
+def encode_reason(rule: str | None, reasons: Sequence[str], policy: str | None = None) -> str:
+    """The ``reason`` field: compact JSON ``{"rule": ..., "reasons": [...]}``, with
+    ``"policy"`` (the screening policy's digest) when a policy decided."""
+    value: dict[str, object] = {"rule": rule, "reasons": list(reasons)}
+    if policy is not None:
+        value["policy"] = policy
+    return json.dumps(value, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)

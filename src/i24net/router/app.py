@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -121,6 +122,7 @@ class RouterApp:
         self._consumer: Any = None
         self._dir_consumer: Any = None
         self._seen_consumer: Any = None
+        self._policy_stat: tuple[int, int] | None = None
         self._dir_state: DirectoryState | None = None
         self._dir_reader: DirectoryReader | None = None
         self._replay: ReplayWindow | None = None
@@ -158,7 +160,7 @@ class RouterApp:
         secrets = load_station(s.keys.gs_secret)
         previous = [load_station(p) for p in s.keys.previous]
         root = load_root_public(s.keys.root_public)
-        engine = Engine(load_policy(s.policy.file))
+        engine, digest, self._policy_stat = _load_policy(s.policy.file)
         await ensure_topics(self.conn, topic_specs(s))
         kw = self.conn.client_kwargs()
         # Directory: read fully, then tailed by a background task. The reader keeps the
@@ -205,6 +207,7 @@ class RouterApp:
             previous=previous,
             notice_lifetime_ms=s.router.notice_lifetime_ms,
         )
+        self._set_policy(engine, digest)
         self._consumer = AIOKafkaConsumer(
             **kw,
             group_id=s.router.group,
@@ -311,6 +314,52 @@ class RouterApp:
                 with contextlib.suppress(Exception):
                     self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
 
+    # --- the screening policy ------------------------------------------------------------
+
+    def _set_policy(self, engine: Engine, digest: str) -> None:
+        p = self.pipeline
+        old = p.policy_digest
+        p.engine, p.policy_digest = engine, digest
+        if old is not None and old != digest:
+            with contextlib.suppress(KeyError):
+                self.metrics.policy_info.remove(old)
+        self.metrics.policy_info.labels(digest).set(1)
+
+    async def reload_policy(self) -> str | None:
+        """Read the policy file again and screen with it from the next record on (SIGHUP,
+        or the file changed). A file that does not load leaves the policy in force; returns
+        the new digest, or None."""
+        path = self.settings.policy.file
+        if self._pipeline is None:
+            log.warning("policy reload asked before the router started: it reads the file then")
+            return None
+        try:
+            engine, digest, stat = await asyncio.to_thread(_load_policy, path)
+        except Exception as exc:
+            self.metrics.policy_reloads.labels("failed").inc()
+            log.error("policy %s not reloaded, the previous one stays in force: %s", path, exc)
+            return None
+        async with self.lock:  # between two batches
+            previous = self.pipeline.policy_digest
+            self._set_policy(engine, digest)
+            self._policy_stat = stat
+        self.metrics.policy_reloads.labels("reloaded").inc()
+        log.info("policy %s reloaded: %s -> %s", path, previous, digest)
+        return digest
+
+    async def _watch_policy(self, stop: asyncio.Event) -> None:
+        interval = self.settings.policy.watch_interval_ms / 1000
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            try:
+                st = self.settings.policy.file.stat()
+            except OSError:
+                continue  # being replaced: the next look sees the new file
+            if (st.st_mtime_ns, st.st_size) != self._policy_stat:
+                self._policy_stat = (st.st_mtime_ns, st.st_size)
+                await self.reload_policy()
+
     # --- the replay window's changelog ------------------------------------------------
 
     async def _start_seen(self) -> None:
@@ -394,6 +443,8 @@ class RouterApp:
         """Route until ``stop`` is set."""
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._tail_directory(stop), name="directory")]
+            if self.settings.policy.watch_interval_ms:
+                tasks.append(tg.create_task(self._watch_policy(stop), name="policy-watch"))
             if self.settings.router.audit_verify_interval_ms:
                 tasks.append(tg.create_task(self._audit_loop(stop), name="audit-verify"))
             try:
@@ -757,6 +808,23 @@ def _tp(topic: str, partition: int) -> Any:
 CATCH_UP_TIMEOUT_S = 120.0
 """How long reading the seen-id changelog to its end may take before the router gives up
 (at start, or on a partition assignment) rather than decide without its replay window."""
+
+
+def _load_policy(path: Path) -> tuple[Engine, str, tuple[int, int]]:
+    """The engine of the policy file at ``path``, its digest (sha256 of the bytes, 16 hex)
+    and its (mtime_ns, size) to notice a change."""
+    data = path.read_bytes()
+    st = path.stat()
+    return (
+        Engine(load_policy(path)),
+        hashlib.sha256(data).hexdigest()[:16],
+        (
+            st.st_mtime_ns,
+            st.st_size,
+        ),
+    )
+
+
 SEEN_MARK = "seen_offset"
 """The last offset of ``i24.router.seen`` applied to this instance's SQLite window."""
 LOG_APPEND_TIME = 1

@@ -46,6 +46,8 @@ class RouterMetrics:
     directory_stations: Gauge
     directory_serial: Gauge
     directory_updates: Counter
+    policy_info: Gauge
+    policy_reloads: Counter
     directory_manifest_version: Gauge
     directory_manifest_expiry: Gauge
     directory_withheld: Gauge
@@ -165,6 +167,19 @@ class RouterMetrics:
             directory_serial=Gauge(
                 "i24net_router_directory_serial",
                 "Highest record serial in the verified directory (grows with each change)",
+                registry=r,
+            ),
+            policy_info=Gauge(
+                "i24net_router_policy_info",
+                "The screening policy in force: 1 for its file's digest (sha256, 16 hex)",
+                ["digest"],
+                registry=r,
+            ),
+            policy_reloads=Counter(
+                "i24net_router_policy_reloads",
+                "Policy reloads (SIGHUP or file change), by outcome (reloaded, failed: the "
+                "previous policy stays in force)",
+                ["outcome"],
                 registry=r,
             ),
             directory_updates=Counter(

@@ -122,6 +122,8 @@ class Pipeline:
         self.replay = replay
         self.clock: Clock = replay.clock
         self.engine = engine
+        self.policy_digest: str | None = None
+        """Digest of the policy file behind ``engine`` (set by the app; in the audit)."""
         self.topics = topics
         self.store = store
         self.actor = actor
@@ -357,6 +359,7 @@ class Pipeline:
                 reasons,
                 env_digest,
                 actor=reviewer,
+                screened=verdict is not None and not review_id,
             )
         )
         if h.kind != "DELIVERY_RECEIPT":
@@ -392,7 +395,9 @@ class Pipeline:
                 ),
             )
         )
-        d.audit.append(self._entry(Action.HELD, h, (), v.rule, list(v.reasons), env_digest))
+        d.audit.append(
+            self._entry(Action.HELD, h, (), v.rule, list(v.reasons), env_digest, screened=True)
+        )
         self._notice(d, h, "HELD_FOR_REVIEW", [], v.reason, None)
         self.metrics.holds.labels(v.reason).inc()
         return d
@@ -414,7 +419,9 @@ class Pipeline:
                 ),
             )
         )
-        d.audit.append(self._entry(Action.REFUSED, h, (), v.rule, list(v.reasons), env_digest))
+        d.audit.append(
+            self._entry(Action.REFUSED, h, (), v.rule, list(v.reasons), env_digest, screened=True)
+        )
         self._notice(d, h, "REFUSED", [], v.reason, f"refused by rule {v.rule}")
         self.metrics.refusals.labels(v.reason).inc()
         return d
@@ -533,7 +540,9 @@ class Pipeline:
         env_digest: bytes,
         *,
         actor: str | None = None,
+        screened: bool = False,
     ) -> Entry:
+        """An audit entry; ``screened``: the policy decided it (its digest is recorded)."""
         return Entry(
             action,
             actor or self.actor,
@@ -541,7 +550,7 @@ class Pipeline:
             kind=h.kind,
             sender=h.sender,
             recipients=recipients,
-            reason=encode_reason(rule, reasons),
+            reason=encode_reason(rule, reasons, self.policy_digest if screened else None),
             envelope_digest=env_digest,
         )
 

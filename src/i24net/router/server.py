@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -33,7 +34,12 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
         review = ReviewService(app, settings)
         api.include_router(review_router(review))
     http = HttpServer(api, settings.http.host, settings.http.port)
+    loop = asyncio.get_running_loop()
     async with asyncio.TaskGroup() as tg:
+        # SIGHUP: reload the screening policy (a bad file leaves the old one in force)
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: tg.create_task(app.reload_policy(), name="policy-reload")
+        )
         tg.create_task(http.serve(stop=stop), name="http")
         try:
             async with app:
@@ -42,4 +48,5 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
                     tg.create_task(review.run(stop), name="review")
                 await app.run(stop)
         finally:
+            loop.remove_signal_handler(signal.SIGHUP)
             stop.set()

@@ -106,6 +106,9 @@ class StateSection(_S):
 
 class PolicySection(_S):
     file: Path
+    watch_interval_ms: Annotated[int, Field(ge=0)] = 2000
+    """Look at the file this often and reload it when it changed (SIGHUP reloads at
+    once); 0 turns the watch off. A file that does not load leaves the policy in force."""
 
 
 class HttpSection(_S):
@@ -179,7 +182,7 @@ def load_settings(path: Path) -> RouterSettings:
                 }
             ),
             "state": StateSection(dir=rel(s.state.dir)),
-            "policy": PolicySection(file=rel(s.policy.file)),
+            "policy": s.policy.model_copy(update={"file": rel(s.policy.file)}),
             "review": s.review.model_copy(
                 update={"tokens_file": rel(s.review.tokens_file) if s.review.tokens_file else None}
             ),
