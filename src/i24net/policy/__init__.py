@@ -14,6 +14,7 @@ reasons; the file format and the shipped rules are described in
 from __future__ import annotations
 
 from i24net.policy._engine import (
+    CONTENT_WANTED,
     DEFAULT_RULE,
     FLOOR_PREDOMINANCE,
     FLOOR_WANTED,
@@ -30,6 +31,7 @@ from i24net.policy._model import (
     Policy,
     RefugeeCondition,
     Rule,
+    WantedPersonContent,
     When,
     load_policy,
     parse_policy,
@@ -37,6 +39,7 @@ from i24net.policy._model import (
 from i24net.policy._text import compile_term, normalise
 
 __all__ = [
+    "CONTENT_WANTED",
     "DEFAULT_RULE",
     "FLOOR_PREDOMINANCE",
     "FLOOR_WANTED",
@@ -51,6 +54,7 @@ __all__ = [
     "Rule",
     "Subject",
     "Verdict",
+    "WantedPersonContent",
     "When",
     "compile_term",
     "load_policy",

@@ -14,6 +14,7 @@ from i24net.policy._model import (
     Policy,
     RefugeeCondition,
     Rule,
+    WantedPersonContent,
     When,
 )
 from i24net.policy._text import WORD, compile_term, key_word, needle, normalise
@@ -127,7 +128,9 @@ class Verdict:
 
     ``reasons`` starts with the fired rule's reason, then one
     ``indicator:<category>:<id>`` per indicator found and any floor applied,
-    so a reviewer sees everything the screen saw.
+    so a reviewer sees everything the screen saw; ``content:wanted_person`` when
+    the text (not the declared kind) made the message a wanted-person request,
+    and then ``hits`` ends with a ``wanted_request`` hit naming the request terms.
     """
 
     outcome: Outcome
@@ -143,6 +146,11 @@ class Verdict:
 
 
 FLOOR_WANTED = "FLOOR-WANTED-PERSON-RISK"
+CONTENT_WANTED = "content:wanted_person"
+"""Reason of a message screened as a wanted-person request for what its text asks
+(``wanted_person_content``), not for its declared kind."""
+CONTENT_INDICATOR, CONTENT_CATEGORY = "wanted_person_content", "wanted_request"
+"""Id and category of the :class:`Hit` naming the request terms that matched."""
 FLOOR_PREDOMINANCE = "FLOOR-PREDOMINANCE"
 DEFAULT_RULE = "DEFAULT"
 
@@ -152,6 +160,8 @@ class _Derived:
     hits: tuple[Hit, ...]
     categories: frozenset[str]
     wanted: bool
+    content: tuple[str, ...]
+    """The request terms that made a free-text message a wanted-person request."""
     ordinary_crime: bool
     risk: bool
     protected: bool
@@ -160,6 +170,49 @@ class _Derived:
 
 
 _Term = tuple[str, str | None, str, re.Pattern[str]]
+# Sentence ends (Latin and Arabic) and line breaks: an action and a request
+# marker count together only inside one sentence.
+_SENTENCE = re.compile(r"[.!?;\n\u061f\u061b\u06d4]+")
+
+
+def _terms(by_lang: Mapping[Any, Sequence[str]]) -> list[_Term]:
+    return [(t, key_word(t), needle(t), compile_term(t)) for ts in by_lang.values() for t in ts]
+
+
+def _found(terms: Sequence[_Term], text: str) -> list[str]:
+    return [t for t, _, lit, pat in terms if lit in text and pat.search(text)]
+
+
+class _Content:
+    """The ``wanted_person_content`` section, compiled (see :class:`WantedPersonContent`)."""
+
+    def __init__(self, c: WantedPersonContent) -> None:
+        self.kinds = frozenset(c.kinds)
+        self.requests = _terms(c.requests)
+        self.actions = _terms(c.actions)
+        self.markers = _terms(c.markers)
+
+    def asks_for_arrest(self, norm: Sequence[str]) -> tuple[str, ...]:
+        """The terms by which normalised texts ask for an arrest (empty: they do not).
+
+        A request phrase anywhere, or an action and a marker in one sentence. Every
+        literal is a substring test first; a regular expression only runs on a text
+        that holds its literal (most messages hold none of these few terms).
+        """
+        found: list[str] = []
+        for text in norm:
+            found += _found(self.requests, text)
+            if not any(lit in text for _, _, lit, _ in self.actions) or not any(
+                lit in text for _, _, lit, _ in self.markers
+            ):
+                continue
+            for sentence in _SENTENCE.split(text):
+                acts = _found(self.actions, sentence)
+                if acts:
+                    marks = _found(self.markers, sentence)
+                    if marks:
+                        found += acts + marks
+        return tuple(dict.fromkeys(found))
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +253,10 @@ class Engine:
     The floors are code, not configuration, because the issue makes them
     invariants of the network:
 
-    - ``FLOOR-WANTED-PERSON-RISK``: a wanted-person request (notice request or
-      wanted-person diffusion) with any risk indicator is never delivered
-      without review: a ``deliver`` becomes ``hold``.
+    - ``FLOOR-WANTED-PERSON-RISK``: a wanted-person request (a notice request or
+      wanted-person diffusion, or a free-text message whose text asks for an
+      arrest: ``wanted_person_content``) with any risk indicator is never
+      delivered without review: a ``deliver`` becomes ``hold``.
     - ``FLOOR-PREDOMINANCE``: an ordinary crime together with an Article 3
       indicator is a predominance case, weighed by people: a ``deliver``, or a
       ``refuse`` by an Article 3 rule or the default, becomes ``hold``.
@@ -212,16 +266,10 @@ class Engine:
         self.policy = policy
         # Per indicator, its terms in file order: (written form, key word, literal, pattern).
         self._indicators: list[tuple[Indicator, list[_Term]]] = [
-            (
-                ind,
-                [
-                    (t, key_word(t), needle(t), compile_term(t))
-                    for terms in ind.terms.values()
-                    for t in terms
-                ],
-            )
-            for ind in policy.indicators
+            (ind, _terms(ind.terms)) for ind in policy.indicators
         ]
+        c = policy.wanted_person_content
+        self._content = _Content(c) if c is not None else None
         self._conds = {id(r.when): _Cond.of(r.when) for r in policy.rules}
         self._wanted = frozenset(policy.wanted_person_kinds)
         self._review = frozenset(policy.review_kinds)
@@ -240,7 +288,9 @@ class Engine:
         for a match, so the result is exactly that of searching every term's expression
         in every text; most terms cost one set lookup.
         """
-        norm = [normalise(t) for t in texts if t]
+        return self._hits([normalise(t) for t in texts if t])
+
+    def _hits(self, norm: Sequence[str]) -> tuple[Hit, ...]:
         if not norm:
             return ()
         joined = "\n".join(norm)  # no term holds a newline: no match across texts
@@ -258,7 +308,12 @@ class Engine:
         return tuple(out)
 
     def _derive(self, facts: Facts) -> _Derived:
-        hits = self.indicators(facts.texts)
+        norm = [normalise(t) for t in facts.texts if t]
+        hits = self._hits(norm)
+        wanted = facts.kind in self._wanted
+        content: tuple[str, ...] = ()
+        if not wanted and self._content is not None and facts.kind in self._content.kinds:
+            content = self._content.asks_for_arrest(norm)
         cats = frozenset(h.category for h in hits)
         ordinary = "ordinary_crime" in cats or any(
             c not in self._not_ordinary for c in facts.offence_categories
@@ -275,7 +330,8 @@ class Engine:
         return _Derived(
             hits=hits,
             categories=cats,
-            wanted=facts.kind in self._wanted,
+            wanted=wanted or bool(content),
+            content=content,
             ordinary_crime=ordinary,
             risk=bool(cats & self._risk) or protected,
             protected=protected,
@@ -334,13 +390,17 @@ class Engine:
             floors.append(f"floor:{FLOOR_WANTED}:{rule_id}:{outcome.value}")
             outcome, rule_id, reason = Outcome.HOLD, FLOOR_WANTED, "wanted_person_risk"
         reasons = [reason, *floors]
+        hits = d.hits
+        if d.content:
+            reasons.append(CONTENT_WANTED)
+            hits += (Hit(CONTENT_INDICATOR, CONTENT_CATEGORY, d.content),)
         reasons += [f"indicator:{h.category}:{h.indicator}" for h in d.hits]
         if d.protected:
             reasons.append("subject:protected")
         also = tuple(
             r.id for r in self.policy.rules if r.id != rule_id and self._matches(r.when, facts, d)
         )
-        return Verdict(outcome, rule_id, tuple(dict.fromkeys(reasons)), d.hits, also)
+        return Verdict(outcome, rule_id, tuple(dict.fromkeys(reasons)), hits, also)
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.policy.rules if r.id == rule_id), None)

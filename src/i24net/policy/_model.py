@@ -84,15 +84,60 @@ class Indicator(_Strict):
     @field_validator("terms")
     @classmethod
     def _terms(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        for lang, terms in v.items():
-            for t in terms:
-                try:
-                    compile_term(t)
-                except ValueError as exc:
-                    raise ValueError(f"{lang}: {exc}") from None
+        _check_terms(v)
         if not any(v.values()):
             raise ValueError("an indicator needs at least one term")
         return v
+
+
+def _check_terms(v: dict[str, list[str]]) -> None:
+    for lang, terms in v.items():
+        for t in terms:
+            try:
+                compile_term(t)
+            except ValueError as exc:
+                raise ValueError(f"{lang}: {exc}") from None
+
+
+class WantedPersonContent(_Strict):
+    """Wording by which a free-text message asks for a person's arrest or extradition.
+
+    The kind a station declares is its own label: the same arrest request can be
+    sent as a Red Notice request or as a police message. A message of one of
+    ``kinds`` whose text asks for an arrest is screened as a wanted-person request
+    (every ``when.wanted_person`` rule and the wanted-person floor apply to it).
+
+    A text asks for an arrest when it holds one of ``requests`` (phrases that ask
+    by themselves: "provisional arrest", "with a view to extradition"), or, in one
+    sentence, one of ``actions`` ("arrest", "detener") together with one of
+    ``markers`` (request wording: "please", "requested", "se solicita"). An action
+    word alone is not enough, so "the suspect was arrested yesterday" is not a
+    request. Terms are matched like indicator terms (``_text.py``).
+    """
+
+    description: str = ""
+    kinds: list[str]
+    """Free-text kinds screened by content (e.g. POLICE_MESSAGE, DIFFUSION)."""
+    requests: dict[Language, list[str]] = {}
+    actions: dict[Language, list[str]] = {}
+    markers: dict[Language, list[str]] = {}
+
+    @field_validator("requests", "actions", "markers")
+    @classmethod
+    def _terms(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        _check_terms(v)
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> WantedPersonContent:
+        for k in self.kinds:
+            if k not in KIND_SCHEMAS:
+                raise ValueError(f"unknown message kind {k!r}")
+        if any(self.actions.values()) != any(self.markers.values()):
+            raise ValueError("actions and markers go together (an action needs a marker)")
+        if not any(self.requests.values()) and not any(self.actions.values()):
+            raise ValueError("wanted_person_content needs requests or actions and markers")
+        return self
 
 
 class When(_Strict):
@@ -101,7 +146,9 @@ class When(_Strict):
     kinds: list[str] | None = None
     """The message kind is one of these."""
     wanted_person: bool | None = None
-    """The kind is (true) or is not (false) one of ``wanted_person_kinds``."""
+    """The message is (true) or is not (false) a wanted-person request: its kind is
+    one of ``wanted_person_kinds``, or it is a ``wanted_person_content`` kind whose
+    text asks for an arrest or extradition."""
     indicators_any: list[str] | None = None
     """At least one indicator of one of these categories was found."""
     indicators_none: list[str] | None = None
@@ -161,6 +208,9 @@ class Policy(_Strict):
     suspended_recipients: Literal["skip", "deliver"] = "skip"
     """What to do with a suspended station in an ALL or REGION expansion (an
     explicitly addressed suspended station is reported in the status notice)."""
+    wanted_person_content: WantedPersonContent | None = None
+    """Free-text kinds screened as wanted-person requests when their text asks for
+    an arrest (absent: only ``wanted_person_kinds`` are wanted-person requests)."""
     indicators: list[Indicator]
     rules: list[Rule]
 
