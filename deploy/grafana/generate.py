@@ -217,6 +217,16 @@ class Board:
         }
 
 
+def count_1d(series: str) -> str:
+    """Failures in the last 24 hours by station and reason, first ones included: a
+    counter series is born at its first failure, and ``increase()`` of a series that
+    never changed is 0, so a series younger than a day counts with its whole value."""
+    return (
+        f"sum by (station, reason) (({series} unless {series} offset 1d) "
+        f"or (increase({series}[1d]) > 0))"
+    )
+
+
 def quantiles(metric: str, selector: str, by: str, legend: str) -> list[tuple[str, str]]:
     """p50, p95 and p99 of a histogram, grouped ``by``."""
     return [
@@ -921,8 +931,7 @@ def security() -> Board:
         "Count over the last 24 hours.",
         [
             (
-                f"sum by (station, reason) "
-                f"(increase(i24net_gateway_verification_failures_total{{{GW}}}[1d])) > 0",
+                count_1d(f"i24net_gateway_verification_failures_total{{{GW}}}"),
                 "",
             )
         ],
@@ -961,13 +970,11 @@ def security() -> Board:
         "router = sending station's out topic).",
         [
             (
-                f"sum by (station, reason) "
-                f"(increase(i24net_gateway_verification_failures_total{{{GW}}}[1d])) > 0",
+                count_1d(f"i24net_gateway_verification_failures_total{{{GW}}}"),
                 "gateway",
             ),
             (
-                f"sum by (station, reason) "
-                f"(increase(i24net_router_verification_failures_total{{{RT}}}[1d])) > 0",
+                count_1d(f"i24net_router_verification_failures_total{{{RT}}}"),
                 "router",
             ),
         ],
