@@ -13,15 +13,14 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from i24net.directory import Directory, StationRecord
-from i24net.gateway import Gateway, parse_settings
-from i24net.keys import RootSecrets, StationSecrets, save_root, save_station
+from i24net.gateway import Gateway
+from i24net.keys import RootSecrets, StationSecrets
 from i24net.schemas import SchemaStore
 from i24net.stations import station
 
@@ -47,32 +46,16 @@ def world() -> tuple[dict[str, StationSecrets], Directory, RootSecrets]:
 
 
 @pytest.fixture
-async def gw(tmp_path: Path, world: Any) -> AsyncIterator[Gateway]:
-    secrets, d, root = world
-    save_root(root, tmp_path / "keys")
-    for s in secrets.values():
-        save_station(s, tmp_path / "keys")
-    (tmp_path / "entries").mkdir()
-    for code, e in d.sign(root, STORE).items():
-        (tmp_path / "entries" / f"{code}.entry").write_bytes(e)
-    settings = parse_settings(
-        {
-            "station": "FR",
-            "data_dir": str(tmp_path / "gw"),
-            "shutdown_grace_s": 2,
-            "keys": {
-                "secret": str(tmp_path / "keys" / "FR.secret.json"),
-                "root_public": str(tmp_path / "keys" / "gs-root.public.json"),
-            },
-            "directory": {"entries": str(tmp_path / "entries")},
-            "kafka": {"bootstrap": "127.0.0.1:9"},
-            "api": {
-                "port": 0,
-                "max_request_bytes": MAX_REQUEST,
-                "max_header_bytes": MAX_HEAD,
-                "max_headers": MAX_HEADERS,
-            },
-        }
+async def gw(world: Any, gateway_settings: Any) -> AsyncIterator[Gateway]:
+    settings = gateway_settings(
+        world,
+        STORE,
+        shutdown_grace_s=2,
+        api={
+            "max_request_bytes": MAX_REQUEST,
+            "max_header_bytes": MAX_HEAD,
+            "max_headers": MAX_HEADERS,
+        },
     )
     async with Gateway(settings, store=STORE) as g:
         yield g

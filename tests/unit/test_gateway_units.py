@@ -16,11 +16,11 @@ import pytest
 from i24net.directory import Directory, StationRecord
 from i24net.envelope import Limits, Precedence
 from i24net.errors import IntakeRefusedError
-from i24net.gateway import Gateway, inbox, outbox, parse_settings
+from i24net.gateway import Gateway, inbox, outbox
 from i24net.gateway.app import directory_serial
 from i24net.gateway.db import Database
 from i24net.gateway.intake import RANK, Intake, Submission, from_json
-from i24net.keys import RootSecrets, StationSecrets, save_root, save_station
+from i24net.keys import RootSecrets, StationSecrets
 from i24net.schemas import KIND_SCHEMAS, SchemaStore
 from i24net.stations import station
 
@@ -428,42 +428,27 @@ def test_inbox_cursor_ack_and_exactly_once(db: Database) -> None:
 
 
 def make_gateway(
-    tmp_path: Path, world: Any, max_pending: int, directory: dict[str, Any] | None = None
+    gateway_settings: Any, world: Any, max_pending: int, directory: dict[str, Any] | None = None
 ) -> Gateway:
-    secrets, d, root = world
-    save_root(root, tmp_path / "keys")
-    for s in secrets.values():
-        save_station(s, tmp_path / "keys")
-    (tmp_path / "entries").mkdir()
-    for code, e in d.sign(root, STORE).items():
-        (tmp_path / "entries" / f"{code}.entry").write_bytes(e)
-    settings = parse_settings(
-        {
-            "station": "FR",
-            "data_dir": str(tmp_path / "gw"),
-            "keys": {
-                "secret": str(tmp_path / "keys" / "FR.secret.json"),
-                "root_public": str(tmp_path / "keys" / "gs-root.public.json"),
-            },
-            "directory": {"entries": str(tmp_path / "entries"), **(directory or {})},
-            "kafka": {"bootstrap": "127.0.0.1:9"},
-            "api": {"port": 0},
-            "outbox": {"max_pending_messages": max_pending},
-        }
+    settings = gateway_settings(
+        world,
+        STORE,
+        directory=directory or {},
+        outbox={"max_pending_messages": max_pending},
     )
     return Gateway(settings, clock=Clock(), store=STORE)
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, world: Any) -> Iterator[Gateway]:
-    gw = make_gateway(tmp_path, world, 2)
+def gateway(gateway_settings: Any, world: Any) -> Iterator[Gateway]:
+    gw = make_gateway(gateway_settings, world, 2)
     yield gw
     gw._close()
 
 
 @pytest.fixture
-def roomy(tmp_path: Path, world: Any) -> Iterator[Gateway]:
-    gw = make_gateway(tmp_path, world, 1000)
+def roomy(gateway_settings: Any, world: Any) -> Iterator[Gateway]:
+    gw = make_gateway(gateway_settings, world, 1000)
     yield gw
     gw._close()
 
@@ -513,9 +498,11 @@ async def _tails_on() -> None:
     await asyncio.Event().wait()
 
 
-async def test_start_returns_once_the_directory_topic_is_read(tmp_path: Path, world: Any) -> None:
+async def test_start_returns_once_the_directory_topic_is_read(
+    gateway_settings: Any, world: Any
+) -> None:
     """``start_wait_s`` bounds the wait for an unreachable broker; it is not a fixed delay."""
-    gw = make_gateway(tmp_path, world, 10, {"follow_topic": True, "start_wait_s": 300})
+    gw = make_gateway(gateway_settings, world, 10, {"follow_topic": True, "start_wait_s": 300})
     assert gw.follower is not None
     follower_running = asyncio.create_task(_tails_on())  # a follower that goes on reading
     try:
@@ -528,9 +515,9 @@ async def test_start_returns_once_the_directory_topic_is_read(tmp_path: Path, wo
 
 
 async def test_start_serves_on_the_files_when_the_topic_is_not_read(
-    tmp_path: Path, world: Any
+    gateway_settings: Any, world: Any
 ) -> None:
-    gw = make_gateway(tmp_path, world, 10, {"follow_topic": True, "start_wait_s": 0.01})
+    gw = make_gateway(gateway_settings, world, 10, {"follow_topic": True, "start_wait_s": 0.01})
     assert gw.follower is not None
     follower_running = asyncio.create_task(_tails_on())
     try:
