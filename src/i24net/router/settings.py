@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from i24net.errors import ConfigError
 from i24net.kafka.settings import KafkaSettings
+from i24net.router.deadlines import ReviewDeadlines
 
 
 class _S(BaseModel):
@@ -121,6 +122,10 @@ class ReviewSection(_S):
     """Serve the review API from this instance (run it on one instance only)."""
     tokens_file: Path | None = None
     """TOML ``[tokens]`` table: BLAKE2b-256 hex of a bearer token -> reviewer identity."""
+    deadlines: ReviewDeadlines = ReviewDeadlines()
+    """``[review.deadlines]``: how long a hold may wait, per precedence and kind
+    (router/deadlines.py); the queue sorts by it and ``i24net_review_overdue`` counts
+    the holds past it."""
 
 
 class TestingSection(_S):
