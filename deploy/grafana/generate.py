@@ -791,7 +791,7 @@ def router() -> Board:
         "Quarantine size",
         "Messages held and awaiting review.",
         [(f"sum by (replica) (i24net_router_quarantine_messages{{{RT}}})", "{{replica}}")],
-        w=8,
+        w=6,
     )
     b.panel(
         "timeseries",
@@ -804,8 +804,17 @@ def router() -> Board:
             )
         ],
         unit="s",
-        w=8,
+        w=6,
         thresholds=[(None, "green"), (86400, "red")],
+    )
+    b.panel(
+        "timeseries",
+        "Past review deadline",
+        "Held messages past their review deadline ([review.deadlines]: per precedence and "
+        "kind, the tighter wins); I24netReviewOverdue pages after 5 minutes above 0.",
+        [(f"max by (replica) (i24net_review_overdue{{{RT}}})", "{{replica}}")],
+        w=6,
+        thresholds=[(None, "green"), (1, "red")],
     )
     b.panel(
         "timeseries",
@@ -817,7 +826,7 @@ def router() -> Board:
                 "{{verdict}} per hour",
             )
         ],
-        w=8,
+        w=6,
     )
     b.row("Pipeline")
     b.panel(

@@ -37,6 +37,7 @@ REQUIRED_ALERTS = {
     "I24netOutboxBackingUp",
     "I24netVerificationFailuresSpiking",
     "I24netHoldAwaitingReview",
+    "I24netReviewOverdue",
     "I24netConsumerLagGrowing",
     "I24netServiceDown",
     "I24netAuditChainBroken",

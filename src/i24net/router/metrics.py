@@ -41,6 +41,7 @@ class RouterMetrics:
     transactions: Counter
     quarantine_size: Gauge
     quarantine_oldest: Gauge
+    review_overdue: Gauge
     review_decisions: Counter
     audit_chain_length: Gauge
     directory_stations: Gauge
@@ -64,6 +65,7 @@ class RouterMetrics:
             m.review_decisions.labels(verdict)
         m.quarantine_size.set(0)
         m.quarantine_oldest.set(0)
+        m.review_overdue.set(0)
         return m
 
     @classmethod
@@ -145,6 +147,12 @@ class RouterMetrics:
             quarantine_oldest=Gauge(
                 "i24net_router_quarantine_oldest_hold_timestamp_seconds",
                 "When the oldest undecided hold was made (0 when none)",
+                registry=r,
+            ),
+            review_overdue=Gauge(
+                "i24net_review_overdue",
+                "Held messages past their review deadline ([review.deadlines]: per precedence "
+                "and kind, the tighter wins)",
                 registry=r,
             ),
             review_decisions=Counter(
