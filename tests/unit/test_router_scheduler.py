@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from i24net.router.app import RouterApp
 from i24net.router.scheduler import FairScheduler
+from i24net.router.settings import RouterSettings
 
 
 @dataclass(frozen=True)
@@ -64,3 +71,107 @@ def test_senders_alternate_when_equal() -> None:
     s.add(rec("JP", i) for i in range(4))
     batch = s.next_batch(4)
     assert [r.topic[-2:] for r in batch] in (["FR", "JP", "FR", "JP"], ["JP", "FR", "JP", "FR"])
+
+
+# --- the batching window of RouterApp._step (issue 12) ---------------------------------
+
+
+class FakeConsumer:
+    """Scripted ``getmany``: each call takes the next entry (records of one sender, or None:
+    nothing arrives, so the call waits its whole timeout on the fake clock)."""
+
+    def __init__(self, clock: list[float], script: list[list[Rec] | None]) -> None:
+        self.clock = clock
+        self.script = script
+        self.timeouts: list[int] = []
+
+    async def getmany(self, *tps: object, timeout_ms: int = 0, max_records: int = 0) -> Any:
+        self.timeouts.append(timeout_ms)
+        records = self.script.pop(0) if self.script else None
+        if records is None:
+            self.clock[0] += timeout_ms / 1000
+            return {}
+        self.clock[0] += 0.001
+        return {TopicPartition(records[0].topic, records[0].partition): records}
+
+    def assignment(self) -> set[object]:
+        return set()
+
+
+def router_app(tmp_path: Path, **router: object) -> tuple[RouterApp, list[float]]:
+    settings = RouterSettings.model_validate(
+        {
+            "router": {"instance": "t", **router},
+            "kafka": {"bootstrap": "127.0.0.1:1"},
+            "keys": {"gs_secret": tmp_path / "s", "root_public": tmp_path / "r"},
+            "state": {"dir": tmp_path},
+            "policy": {"file": tmp_path / "p"},
+        }
+    )
+    now = [100.0]
+    return RouterApp(settings, CollectorRegistry(), monotonic=lambda: now[0]), now
+
+
+async def step(
+    app: RouterApp, now: list[float], script: list[list[Rec] | None]
+) -> tuple[list[list[Rec]], FakeConsumer]:
+    """One ``_step`` over ``script``; returns the batches handed to ``process``."""
+    consumer = FakeConsumer(now, script)
+    app._consumer = consumer
+    batches: list[list[Rec]] = []
+
+    async def process(batch: Any, *, budget_s: float | None = None) -> list[Any]:
+        batches.append(list(batch))
+        return []
+
+    app.process = process  # type: ignore[method-assign]
+    await app._step()
+    return batches, consumer
+
+
+async def test_a_transaction_waits_for_other_senders_within_the_linger(tmp_path: Path) -> None:
+    """FR's message and JP's receipt fetched 1 ms apart go in ONE transaction while both
+    senders are active (two active senders used to skip the linger: ~1 record per
+    transaction)."""
+    app, now = router_app(tmp_path, batch_linger_ms=10)
+    await step(app, now, [[rec("JP", 0)], None])
+    now[0] += 0.5  # JP is still an active sender (active_window_ms 2000)
+    batches, _ = await step(app, now, [[rec("FR", 0)], [rec("JP", 1)], None])
+    assert [len(b) for b in batches] == [2]
+
+
+async def test_the_linger_is_bounded_from_the_first_fetched_record(tmp_path: Path) -> None:
+    """The window runs from the first queued record's fetch; later records do not extend it."""
+    app, now = router_app(tmp_path, batch_linger_ms=10)
+    t0 = now[0]
+    script = [[rec("FR", 0)], [rec("JP", 0)], None, [rec("BR", 0)]]
+    batches, _ = await step(app, now, script)
+    assert [len(b) for b in batches] == [2]  # BR's record came after the window
+    assert now[0] - t0 <= 0.011 + 1e-9
+
+
+async def test_a_flash_record_does_not_wait(tmp_path: Path) -> None:
+    app, now = router_app(tmp_path, batch_linger_ms=10)
+    batches, consumer = await step(app, now, [[rec("FR", 0, "FLASH")], [rec("JP", 0)]])
+    assert [len(b) for b in batches] == [1] and len(consumer.timeouts) == 1
+
+
+async def test_a_full_batch_does_not_wait(tmp_path: Path) -> None:
+    app, now = router_app(tmp_path, batch_linger_ms=10, batch_max_records=3)
+    fr = [rec("FR", i) for i in range(3)]
+    batches, consumer = await step(app, now, [fr, [rec("JP", 0)]])
+    assert [len(b) for b in batches] == [3] and len(consumer.timeouts) == 1
+
+
+async def test_a_leftover_waits_only_for_the_rest_of_its_window(tmp_path: Path) -> None:
+    """Records left over from a full batch keep the window of their fetch: the next
+    transaction does not restart the linger for them."""
+    app, now = router_app(tmp_path, batch_linger_ms=10, batch_max_records=2)
+    t0 = now[0]
+    batches, _ = await step(app, now, [[rec("FR", i) for i in range(3)]])
+    assert [len(b) for b in batches] == [2]
+    now[0] += 0.004  # the first transaction's commit
+    batches, consumer = await step(app, now, [None, None])
+    assert [len(b) for b in batches] == [1]
+    assert now[0] - t0 <= 0.011 + 1e-9  # fetched at t0 + 1 ms: the window ends at t0 + 11 ms
+    assert consumer.timeouts[0] == 0  # records queued: the first fetch does not wait

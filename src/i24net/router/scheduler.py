@@ -107,6 +107,11 @@ class FairScheduler(Generic[R]):
             q.extendleft((rank(r), r) for r in reversed(rs))
             self._count += len(rs)
 
+    def best_rank(self) -> int:
+        """The highest precedence (lowest rank) at the head of a queue; ``len(RANK)`` when
+        nothing is queued. Only heads count: a partition is taken in offset order."""
+        return min((q[0][0] for q in self._queues.values()), default=len(RANK))
+
     def senders(self) -> set[str]:
         """The senders with queued records."""
         return {self.sender(tp[0]) for tp in self._queues}

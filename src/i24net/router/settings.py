@@ -67,7 +67,9 @@ class RouterSection(_S):
     batch_max_records: Annotated[int, Field(ge=1, le=10_000)] = 200
     poll_timeout_ms: Annotated[int, Field(ge=1)] = 100
     batch_linger_ms: Annotated[int, Field(ge=0)] = 10
-    """After a fetch, wait this long for more records before starting a transaction."""
+    """A transaction commits this long after its first record was fetched, or as soon as
+    ``batch_max_records`` are queued or a FLASH record is (whatever the number of active
+    senders): commits cost a few round trips each, so they carry many records under load."""
     batch_budget_ms: Annotated[int, Field(ge=1)] = 250
     """Stop deciding a batch (and commit it) once this much time was spent on it."""
     batch_shared_budget_ms: Annotated[int, Field(ge=1)] = 20
