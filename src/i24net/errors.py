@@ -24,6 +24,7 @@ I24Error                          root; ``retriable`` says whether trying again 
 │   └── UnknownStationError       a station code not in the directory
 ├── KeyStoreError                 station key files (missing, bad mode, corrupt)
 ├── PolicyError                   the neutrality policy file is invalid
+├── UnverifiedAuditError          the audit chain failed verification; no report is made from it
 └── ServiceError                  gateway/router runtime failures
     ├── OutboxFullError           the gateway's disk bound is reached (retriable: 503)
     ├── IntakeRefusedError        a submitted message is refused; ``code`` names why (4xx)
@@ -200,3 +201,9 @@ class IntakeRefusedError(ServiceError):
 
 class NotHeld(ServiceError):
     """No undecided hold with that message id (the router's review service)."""
+
+
+class UnverifiedAuditError(I24Error):
+    """The audit chain failed verification (an edit, gap, reordering, duplicate or
+    truncation), so no report is made from it: figures from a chain nobody can stand
+    behind must not be published."""
