@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "router",
     "review",
     "audit",
+    "report",
     "demo",
 )
 
