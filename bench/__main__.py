@@ -1,14 +1,28 @@
 """``make bench``: one local broker, every section, a table, JSON, plots and docs.
 
-    python -m bench [--quick] [--only SECTION,...] [--docs | --no-docs]
+    python -m bench [--quick] [--only SECTION,...] [--profile] [--docs | --no-docs]
 
-Sections: crypto, transport (aiokafka produce→consume and the plaintext relay
-baseline), pipeline (i24net end to end, with the services' resources),
-latency (open loop at 25/50/90 % of the pipeline's rate), broadcast (to the
-195 other stations), scale (1 vs 2 router processes), fairness
-(``bench/router.py``), gateway (``bench/gateway.py``) and secured
-(``bench/secured.py``: TLS + SASL vs plaintext, on a second, secured broker
-started after the first one stopped).
+Sections (phases), in run order:
+  crypto     PyNaCl primitives vs the project's seal / route / open (one process)
+  transport  aiokafka produce → consume, and the fair relay baselines: a batched
+             consume → produce relay, and the same relay exactly-once
+             (transactions), on the same broker, with their CPU per message
+  trickle    open loop at 30 msgs/s: CPU ms per message of the router, both
+             gateways, the broker JVM and the load generator, nearly idle
+  pipeline   a burst end to end (HTTP at FR → router → stored at JP): msgs/s,
+             its ratio to the relay, CPU ms per message of every process
+             (--profile: py-spy on the router and gateways during it)
+  latency    open loop at 25/50/90 % of the burst rate: p50/p99, CPU, and a
+             flag when the host was saturated (then it measures queueing)
+  broadcast  to the 195 other stations: broadcasts/s, last recipient when alone
+  scale      a backlog drained by 1, then 2 router processes
+  fairness   bench/router.py: a quiet station's p99 alone vs during a flood,
+             one router, warm-up discarded, equal windows
+  gateway    bench/gateway.py: intake, outbox drain, inbound (in-process)
+  screen     bench/screen.py when present: the content screen, ms per KiB
+  secured    bench/secured.py: TLS + SASL vs plaintext, on a second broker
+
+A full run takes about 6-8 minutes on 2 cores; --quick about 2-3.
 
 Results: ``bench/results/<UTC timestamp>.json`` and ``latest.json``,
 ``throughput.png`` and ``latency.png`` there too, and ``docs/benchmarks.md``
@@ -23,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
 import tempfile
 import time
 import traceback
@@ -37,50 +52,56 @@ from i24net.kafka import Broker, BrokerSettings, KafkaConnection
 RESULTS = Path(__file__).resolve().parent / "results"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
+BEFORE = Path(__file__).resolve().parent / "before.json"
+IMG = DOCS.parent / "img"
 
 SECTIONS = (
     "crypto",
     "transport",
+    "trickle",
     "pipeline",
     "latency",
     "broadcast",
     "scale",
     "fairness",
     "gateway",
+    "screen",
     "secured",
 )
-PIPELINE_PARTS = ("pipeline", "latency", "broadcast", "scale")
+PIPELINE_PARTS = ("pipeline", "trickle", "latency", "broadcast", "scale")
 
 # Sizes: (quick, full)
 SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "crypto": ({"duration_s": 3.0}, {"duration_s": 12.0}),
+    "crypto": ({"duration_s": 3.0}, {"duration_s": 8.0}),
     "transport": ({"count": 3000}, {"count": 20000}),
     "pipeline": (
         {
-            "messages": 60,
-            "load_s": 4.0,
+            "messages": 100,
+            "load_s": 5.0,
+            "trickle_s": 6.0,
             "isolated": 1,
             "burst": 3,
             "scale_messages": 100,
         },
         {
-            "messages": 600,
+            "messages": 1000,
             "load_s": 20.0,
+            "trickle_s": 20.0,
             "isolated": 3,
             "burst": 10,
             "scale_messages": 2000,
         },
     ),
     "fairness": (
-        {"messages": 100, "broadcasts": 3, "flood": 200, "quiet": 20},
-        {"messages": 600, "broadcasts": 10, "flood": 1500, "quiet": 100},
+        {"messages": 100, "broadcasts": 3, "warmup_s": 3.0, "window_s": 5.0},
+        {"messages": 600, "broadcasts": 10, "warmup_s": 5.0, "window_s": 15.0},
     ),
     "gateway": ({"messages": 200}, {"messages": 1500}),
     "secured": ({"count": 2000, "rounds": 1}, {"count": 10000, "rounds": 2}),
 }
 
 # Sections written by others get a time limit (quick, full): a hang is recorded, not fatal.
-LIMITS_S = {"fairness": (120.0, 240.0), "gateway": (90.0, 180.0)}
+LIMITS_S = {"fairness": (120.0, 240.0), "gateway": (90.0, 180.0), "screen": (60.0, 120.0)}
 
 T0 = time.monotonic()
 
@@ -162,8 +183,16 @@ def main() -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="run the gateway and router processes under pyinstrument "
-        "(reports: bench/results/profile-<service>.txt)",
+        help="py-spy (--native --threads) on the router and both gateways during the "
+        "burst: bench/results/pyspy-<service>.txt (collapsed stacks), .speedscope.json "
+        "and -top.txt (top frames by self and total)",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="JSON",
+        help="a saved result of the code before a change: docs/benchmarks.md shows "
+        "its figures beside this run's (default: bench/before.json when present)",
     )
     parser.add_argument(
         "--render",
@@ -216,10 +245,13 @@ def main() -> int:
                 say(f"broker up in {broker.started_in_s:.1f}s at {broker.bootstrap}; warming up")
                 _guard(result, "warmup", lambda: asyncio.run(_warm_group_coordinator(conn)))
                 profile = args.results if args.profile else None
-                _with_broker(result, chosen, conn, size, profile)
+                _with_broker(result, chosen, conn, size, profile, broker.pid)
             finally:
                 say("stopping the broker ...")
                 broker.stop()
+
+    if "screen" in chosen:
+        _screen(result, 0 if args.quick else 1)
 
     if "secured" in chosen:
         say("secured: a TLS + SASL/SCRAM broker; plaintext vs SASL_SSL listeners ...")
@@ -234,6 +266,20 @@ def main() -> int:
     return 1 if result["errors"] else 0
 
 
+def _screen(result: dict[str, Any], q: int) -> None:
+    """bench/screen.py (the screen helper's): ``run() -> {language: ms per KiB}``."""
+    try:
+        from bench import screen  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        say("screen: bench/screen.py is not there yet; skipped")
+        return
+    say("screen: bench/screen.py (content screen, ms per KiB per language) ...")
+    r = _guard(result, "screen", lambda: screen.run())
+    if r is not None:
+        result["sections"]["screen"] = dict(r)
+        print_table("content screen, ms per KiB", dict(r))
+
+
 def _secured(**kw: Any) -> dict[str, Any]:
     from bench import secured
 
@@ -246,6 +292,7 @@ def _with_broker(
     conn: KafkaConnection,
     size: Callable[[str], dict[str, Any]],
     profile_dir: Path | None = None,
+    broker_pid: int | None = None,
 ) -> None:
     sections: dict[str, Any] = result["sections"]
     if "transport" in chosen:
@@ -257,13 +304,21 @@ def _with_broker(
         if raw is not None:
             sections["transport"] = raw
             print_table("aiokafka produce → consume, 1 KiB", raw)
-        say(f"relay baseline: {count} x 1 KiB producer → relay → consumer ...")
-        relay = _guard(
-            result, "relay_baseline", lambda: asyncio.run(transport.relay_baseline(conn, count))
-        )
-        if relay is not None:
-            sections["relay_baseline"] = relay
-            print_table("plaintext relay baseline, 1 KiB", relay)
+        for key, txn, what in (
+            ("relay_baseline", False, "batched relay (consume → produce)"),
+            ("relay_eos", True, "exactly-once relay (a transaction per 500 records)"),
+        ):
+            say(f"{what}: a backlog of {count} x 1 KiB, drained ...")
+            relay = _guard(
+                result,
+                key,
+                lambda txn=txn: asyncio.run(  # type: ignore[misc]
+                    transport.relay_baseline(conn, count, transactional=txn, broker_pid=broker_pid)
+                ),
+            )
+            if relay is not None:
+                sections[key] = relay
+                print_table(what, relay)
 
     parts = [p for p in PIPELINE_PARTS if p in chosen]
     if parts:
@@ -275,12 +330,19 @@ def _with_broker(
             result,
             "pipeline",
             lambda: asyncio.run(
-                pipeline.run(conn, parts=parts, say=say, profile_dir=profile_dir, **kw)
+                pipeline.run(
+                    conn,
+                    parts=parts,
+                    say=say,
+                    profile_dir=profile_dir,
+                    broker_pid=broker_pid,
+                    **kw,
+                )
             ),
         )
         for name, sec in (out or {}).items():
             sections[name] = sec
-        for name in ("pipeline", "broadcast", "scale", "resources"):
+        for name in ("trickle", "pipeline", "broadcast", "scale", "resources"):
             if name in sections:
                 print_table(name, sections[name])
 
@@ -330,17 +392,36 @@ def _write(result: dict[str, Any], args: argparse.Namespace) -> None:
 def _render(result: dict[str, Any], args: argparse.Namespace) -> None:
     folder: Path = args.results
     folder.mkdir(parents=True, exist_ok=True)
+    before = _before(args)
     print("\n" + report.table(result), flush=True)
+    print("\nsummary (Markdown, to paste):\n")
+    print(report.summary_markdown(result, before), flush=True)
     if result["errors"]:
         print(f"\nsections that failed: {result['errors']}")
-    for png in plots.write(result, folder):
+    written = plots.write(result, folder)
+    for png in written:
         print(f"plot: {png}")
     full = result["mode"] == "full" and result["sections_run"] == list(SECTIONS)
     if args.docs or (full and not args.no_docs):
+        IMG.mkdir(parents=True, exist_ok=True)
+        for png in written:  # the docs embed docs/img/bench-<name>.png
+            shutil.copyfile(png, IMG / f"bench-{png.name}")
         analysis = ANALYSIS.read_text() if ANALYSIS.exists() else ""
-        DOCS.write_text(report.markdown(result, analysis))
+        DOCS.write_text(report.markdown(result, analysis, before))
         print(f"docs: {DOCS}")
     print(f"results: {folder / 'latest.json'} (took {result['duration_s'] / 60:.1f} min)")
+
+
+def _before(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The result of the code before the change (``--before``, else
+    ``bench/before.json``), shown beside this run's figures."""
+    path: Path | None = args.before
+    if path is None and BEFORE.exists():
+        path = BEFORE
+    if path is None:
+        return None
+    saved: dict[str, Any] = json.loads(path.read_text())
+    return saved
 
 
 if __name__ == "__main__":

@@ -12,11 +12,17 @@ message counts as stored at the ``received_ms`` the JP gateway wrote with it
 Parts (``run(conn, parts=...)``):
 
 - ``pipeline``: a burst of ``messages`` 1 KiB police messages, throughput from
-  the first POST to the last message stored at JP; CPU seconds per 1,000
-  messages and peak RSS of each service process;
+  the first POST to the last message stored at JP; CPU milliseconds per
+  message of every process (router, FR, JP, the broker JVM, the load
+  generator: ``bench.procstat.CpuMeter``) and peak RSS of each service; under
+  ``--profile``, py-spy records the router and both gateways during it;
+- ``trickle``: open-loop load at a fixed, low rate (30 msgs/s): the CPU per
+  message when the system is nearly idle, where fixed per-fetch and
+  per-transaction costs are not amortised by batching;
 - ``latency``: open-loop load (``bench.stats.open_loop_schedule``) at fractions
   of the measured maximum; latency from each message's *scheduled* send time
-  to its storage at JP;
+  to its storage at JP, and the CPU of each process (a phase that saturated
+  the host is flagged: it measures queueing for a core, not the design);
 - ``broadcast``: FR sends ``to_all`` (195 recipients). The 195 recipients are
   not 195 gateways: the bench reads every ``i24.in.<station>`` topic
   ``read_committed`` (a delivery counts as stored once the router's
@@ -50,7 +56,9 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.procstat import cpu_seconds, peak_rss_mib
+from bench.procstat import CpuMeter, cpu_seconds, peak_rss_mib, phase_cpu
+from bench.pyspy import Profiler
+from bench.report import loadavg
 from bench.stats import open_loop_schedule, summarize
 from i24net.client import AsyncGatewayClient
 from i24net.clock import system_clock
@@ -158,11 +166,6 @@ class Cluster:
     def _spawn(self, name: str, args: list[str]) -> Service:
         log = self.tmp / f"{name}.log"
         cmd = [sys.executable, "-c", "from i24net.cli import main; raise SystemExit(main())"]
-        script = Path(sys.executable).parent / "i24net"
-        if self.profile_dir is not None and script.exists():
-            # pyinstrument writes its report when the service exits (SIGTERM: clean stop)
-            out = self.profile_dir / f"profile-{name}.txt"
-            cmd = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(out), str(script)]
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [*cmd, *args], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -321,19 +324,24 @@ async def _burst(
 async def pipeline_burst(
     client: AsyncGatewayClient,
     watch: InboxWatch,
-    services: dict[str, Service],
+    meter: CpuMeter,
     n: int,
     concurrency: int,
+    profiler: Profiler | None = None,
+    profile_pids: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    cpu0 = {k: s.cpu() for k, s in services.items()}
+    if profiler is not None and profile_pids:
+        profiler.start(profile_pids)
+    load0 = loadavg()
+    c0 = meter.sample()
     t0 = time.time()
     ids, errors = await _burst(client, n, concurrency, to=[RECIPIENT])
     intake_s = time.time() - t0
     missing = await watch.wait_all(ids, within_s=120 + n / 50)
     stored = [watch.seen[i] for i in ids if i in watch.seen]
     elapsed = max(stored) / 1000 - t0 if stored else float("nan")
-    await asyncio.sleep(1.0)  # the JP receipts back to FR finish their way through
-    cpu1 = {k: s.cpu() for k, s in services.items()}
+    c1 = meter.sample()
+    profile = profiler.stop() if profiler is not None and profile_pids else None
     out: dict[str, Any] = {
         "messages": n,
         "concurrency": concurrency,
@@ -342,17 +350,28 @@ async def pipeline_burst(
         "intake_msgs_per_s": len(ids) / intake_s,
         "msgs_per_s": len(stored) / elapsed,
         "elapsed_s": elapsed,
+        "loadavg": f"{load0} → {loadavg()}",
+        **phase_cpu(c0, c1, len(stored)),
     }
-    for k in services:
-        out[f"cpu_s_per_1k_{k}"] = (cpu1[k] - cpu0[k]) / max(1, len(stored)) * 1000
+    if profile is not None:
+        out["profile"] = profile
     return out
 
 
 async def open_loop(
-    client: AsyncGatewayClient, watch: InboxWatch, rate: float, duration_s: float
+    client: AsyncGatewayClient,
+    watch: InboxWatch,
+    rate: float,
+    duration_s: float,
+    meter: CpuMeter | None = None,
+    say: Say | None = None,
 ) -> dict[str, Any]:
-    """Constant-rate sends on a fixed schedule; latency from the scheduled time."""
+    """Constant-rate sends on a fixed schedule; latency from the scheduled time;
+    CPU of every process over the phase when ``meter`` is given."""
     offsets = open_loop_schedule(rate, duration_s)
+    load0 = loadavg()
+    c0 = meter.sample() if meter is not None else None
+    next_note = time.monotonic() + 10
     scheduled: dict[str, float] = {}
     errors = 0
     lag: list[float] = []
@@ -374,10 +393,16 @@ async def open_loop(
             await asyncio.sleep(delay)
         lag.append(max(0.0, -delay) * 1000)
         tasks.append(asyncio.create_task(one(wall0 + off * 1000)))
+        if say is not None and time.monotonic() > next_note:
+            next_note += 10
+            say(f"    ... {len(tasks)}/{len(offsets)} sent, {len(watch.seen)} stored so far")
     await asyncio.gather(*tasks)
     missing = await watch.wait_all(scheduled, within_s=60 + duration_s)
     lat = [watch.seen[m] - due for m, due in scheduled.items() if m in watch.seen]
+    cpu = phase_cpu(c0, meter.sample(), len(lat)) if meter is not None and c0 else {}
     return {
+        "loadavg": f"{load0} → {loadavg()}",
+        **cpu,
         "target_rate": rate,
         "duration_s": duration_s,
         "scheduled": len(offsets),
@@ -578,26 +603,33 @@ async def scale(cl: Cluster, n: int, counts: tuple[int, ...], say: Say) -> dict[
 async def run(
     conn: KafkaConnection,
     *,
-    parts: Iterable[str] = ("pipeline", "latency", "broadcast", "scale"),
+    parts: Iterable[str] = ("pipeline", "trickle", "latency", "broadcast", "scale"),
     messages: int = 3000,
     concurrency: int = 32,
     loads: tuple[float, ...] = (0.25, 0.5, 0.9),
     load_s: float = 15.0,
+    trickle_rate: float = 30.0,
+    trickle_s: float = 20.0,
     isolated: int = 3,
     burst: int = 30,
     scale_messages: int = 3000,
     max_rate: float | None = None,
+    broker_pid: int | None = None,
     profile_dir: Path | None = None,
     say: Say = print,
 ) -> dict[str, Any]:
-    """The end-to-end figures; ``max_rate`` (msgs/s) stands in if ``pipeline`` is not run."""
+    """The end-to-end figures; ``max_rate`` (msgs/s) stands in if ``pipeline`` is not run.
+
+    ``broker_pid``: the broker JVM, whose CPU is counted in every phase (its
+    share of a message is often the largest: fetch requests that list every
+    partition, transaction markers)."""
     parts = set(parts)
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="i24net-bench-pipeline-") as d:
         cl = Cluster(conn, Path(d), say, profile_dir)
         try:
             await cl.setup()
-            if parts & {"pipeline", "latency", "broadcast"}:
+            if parts & {"pipeline", "trickle", "latency", "broadcast"}:
                 fr, jp = cl.start_gateway(SENDER), cl.start_gateway(RECIPIENT)
                 router = cl.start_router("p")
                 t0 = time.perf_counter()
@@ -606,6 +638,13 @@ async def run(
                 await cl.group_members(1)
                 say(f"  FR + JP gateways and the router up in {time.perf_counter() - t0:.1f}s")
                 services = {"gateway_FR": fr, "gateway_JP": jp, "router": router}
+                pids = {k: s.pid for k, s in services.items()}
+                if broker_pid is not None:
+                    pids["broker"] = broker_pid
+                pids["loadgen"] = os.getpid()
+                meter = CpuMeter(pids)
+                profiler = Profiler(profile_dir, phase="burst") if profile_dir else None
+                trickle_prof = Profiler(profile_dir, phase="trickle") if profile_dir else None
                 async with (
                     AsyncGatewayClient(f"http://127.0.0.1:{fr.port}", max_connections=512) as cfr,
                     AsyncGatewayClient(f"http://127.0.0.1:{jp.port}") as cjp,
@@ -613,21 +652,44 @@ async def run(
                     watch = InboxWatch(cjp)
                     watch.start()
                     try:
-                        warm, _ = await _burst(cfr, 20, 4, to=[RECIPIENT])
+                        # warm-up: connections, JIT-free but cache-warm paths, the
+                        # transactional producers' first InitProducerId
+                        warm, _ = await _burst(cfr, 40, 4, to=[RECIPIENT])
                         if await watch.wait_all(warm, 60):
                             raise RuntimeError(
                                 "warm-up messages not stored at JP:\n"
                                 + "\n".join(s.tail(10) for s in services.values())
                             )
+                        if "trickle" in parts:
+                            say(
+                                f"  open-loop trickle at {trickle_rate:g} msgs/s for "
+                                f"{trickle_s:g}s (CPU per message nearly idle) ..."
+                            )
+                            if trickle_prof is not None:
+                                trickle_prof.start({k: s.pid for k, s in services.items()})
+                            r = await open_loop(cfr, watch, trickle_rate, trickle_s, meter, say)
+                            if trickle_prof is not None:
+                                r["profile"] = trickle_prof.stop()
+                            out["trickle"] = r
+                            say(_cpu_line(r))
                         if "pipeline" in parts or max_rate is None:
                             say(f"  burst of {messages} messages, {concurrency} clients ...")
-                            p = await pipeline_burst(cfr, watch, services, messages, concurrency)
+                            p = await pipeline_burst(
+                                cfr,
+                                watch,
+                                meter,
+                                messages,
+                                concurrency,
+                                profiler,
+                                {k: s.pid for k, s in services.items()},
+                            )
                             out["pipeline"] = p
                             max_rate = p["msgs_per_s"]
                             say(
                                 f"  pipeline: {p['msgs_per_s']:,.0f} msgs/s end to end "
                                 f"(intake {p['intake_msgs_per_s']:,.0f}/s)"
                             )
+                            say(_cpu_line(p))
                         if "latency" in parts:
                             levels = []
                             for f in loads:
@@ -635,19 +697,23 @@ async def run(
                                 say(
                                     f"  open loop at {f:.0%} = {rate:,.0f} msgs/s for {load_s}s ..."
                                 )
-                                r = await open_loop(cfr, watch, rate, load_s)
+                                r = await open_loop(cfr, watch, rate, load_s, meter, say)
                                 r["fraction"] = f
                                 levels.append(r)
                                 say(
                                     f"    p50 {r['p50_ms']:.1f}  p99 {r['p99_ms']:.1f}  "
                                     f"p99.9 {r['p999_ms']:.1f} ms ({r['stored']} stored)"
                                 )
+                                say(_cpu_line(r))
                             out["latency"] = {"max_rate": max_rate, "levels": levels}
                         if "broadcast" in parts:
                             say(f"  broadcasts to 195: {isolated} alone, then {burst} at once ...")
                             out["broadcast"] = await broadcasts(cl, cfr, isolated, burst, say)
                     finally:
                         await watch.stop()
+                        for pr in (profiler, trickle_prof):
+                            if pr is not None:
+                                pr.kill()
                 out["resources"] = {
                     f"peak_rss_mib_{k}": s.peak_rss() for k, s in services.items()
                 } | {"cpu_s_total_" + k: s.cpu() for k, s in services.items()}
@@ -655,10 +721,26 @@ async def run(
                     svc.stop()
                     cl.services.remove(svc)
             if "scale" in parts:
-                if max_rate:  # about 30 s per drain at the pipeline's rate, on a slow host
-                    scale_messages = int(min(scale_messages, max(100, 30 * max_rate)))
+                if max_rate:  # about 15 s per drain at the pipeline's rate, on a slow host
+                    scale_messages = int(min(scale_messages, max(100, 15 * max_rate)))
                 say(f"  scale: a backlog of {scale_messages} drained by 1, then 2 routers ...")
                 out["scale"] = await scale(cl, scale_messages, (1, 2), say)
         finally:
             cl.stop_all()
     return out
+
+
+def _cpu_line(r: dict[str, Any]) -> str:
+    """One progress line: CPU ms per message by process, host share, saturation."""
+    if "cpu_ms_per_msg_total" not in r:
+        return "    (no CPU figures)"
+    parts = [
+        f"{k.removeprefix('cpu_ms_per_msg_')} {v:.2f}"
+        for k, v in r.items()
+        if k.startswith("cpu_ms_per_msg_") and k != "cpu_ms_per_msg_total"
+    ]
+    flag = "  SATURATED (measures queueing)" if r.get("saturated") else ""
+    return (
+        f"    CPU ms/msg: total {r['cpu_ms_per_msg_total']:.2f} ({', '.join(parts)}); "
+        f"host busy {r['cpu_share_host']:.0%}, ours {r['cpu_share_ours']:.0%}{flag}"
+    )

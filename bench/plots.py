@@ -2,7 +2,11 @@
 
 - ``throughput.png``: msgs/s of each stage and of the whole pipeline, bars,
   each labelled with its ratio to the plaintext relay baseline of the same run;
-- ``latency.png``: p50 / p99 / p99.9 end to end against the offered load.
+- ``latency.png``: p50 / p99 / p99.9 end to end against the offered load, with
+  the targets at 50 % of the maximum and the saturated levels marked;
+- ``cpu.png``: CPU milliseconds per end-to-end message, stacked by process
+  (router, gateways, broker JVM; the load generator apart), trickle vs burst,
+  with the targets (≤ 4 ms trickle, ≤ 3 ms burst).
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ def throughput_bars(result: dict[str, Any]) -> list[tuple[str, float, str]]:
     t = s.get("transport", {})
     add("aiokafka\nproduce→consume", t.get("end_to_end_msgs_per_s"), "baseline")
     add(
-        "plaintext relay\n(baseline)",
+        "batched relay\n(baseline)",
         s.get("relay_baseline", {}).get("relay_msgs_per_s"),
         "baseline",
     )
+    add("exactly-once\nrelay", s.get("relay_eos", {}).get("relay_msgs_per_s"), "baseline")
     p = s.get("pipeline", {})
     add("i24net\nend to end", p.get("msgs_per_s"), "i24net")
     add("gateway\nHTTP intake", p.get("intake_msgs_per_s"), "stage")
@@ -75,17 +80,16 @@ def write(result: dict[str, Any], folder: Path) -> list[Path]:
                 label += f"\n{v / relay:.3g}×"
             y = v * 1.08 if log else v + top * 0.01
             ax.text(x, y, label, ha="center", va="bottom", fontsize=8)
-        if relay:
-            ax.axhline(relay * 0.5, color="#d62728", linestyle="--", linewidth=1)
-            ax.text(
-                len(bars) - 0.5,
-                relay * 0.5,
-                "target: 0.5 × relay",
-                ha="right",
-                va="bottom",
-                fontsize=8,
-                color="#d62728",
-            )
+        ax.axhline(300, color="#d62728", linestyle="--", linewidth=1)
+        ax.text(
+            len(bars) - 0.5,
+            300,
+            "target: 300 msgs/s end to end",
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="#d62728",
+        )
         if log:
             ax.set_yscale("log")
             ax.set_ylim(min(b[1] for b in bars) / 2, top * 4)
@@ -119,8 +123,22 @@ def write(result: dict[str, Any], folder: Path) -> list[Path]:
                 fontsize=8,
             )
         ax.axhline(
-            25, color="#d62728", linestyle="--", linewidth=1, label="target p99 at 50 %: 25 ms"
+            50, color="#d62728", linestyle="--", linewidth=1, label="target p99 at 50 %: 50 ms"
         )
+        ax.axhline(
+            20, color="#ff7f0e", linestyle=":", linewidth=1, label="target p50 at 50 %: 20 ms"
+        )
+        for lv in levels:
+            if lv.get("saturated"):
+                ax.annotate(
+                    "host saturated",
+                    (lv["target_rate"], lv["p99_ms"]),
+                    textcoords="offset points",
+                    xytext=(0, 8),
+                    ha="center",
+                    fontsize=8,
+                    color="#d62728",
+                )
         ax.set_yscale("log")
         ax.set_xlabel("offered load, messages per second (open loop; % of the measured maximum)")
         ax.set_ylabel("end-to-end latency, ms (log scale)")
@@ -132,4 +150,59 @@ def write(result: dict[str, Any], folder: Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
+
+    stacks = cpu_stacks(result)
+    if stacks:
+        names = [n for n, _ in stacks]
+        colors = {
+            "router": "#1f77b4",
+            "gateway_FR": "#2ca02c",
+            "gateway_JP": "#98df8a",
+            "broker": "#ff7f0e",
+            "loadgen": "#c7c7c7",
+        }
+        fig, ax = plt.subplots(figsize=(8, 5))
+        bottoms = [0.0] * len(stacks)
+        for proc in ("router", "gateway_FR", "gateway_JP", "broker", "loadgen"):
+            vals = [parts.get(proc, 0.0) for _, parts in stacks]
+            label = proc + (" (load generator, not in the target)" if proc == "loadgen" else "")
+            ax.bar(names, vals, bottom=bottoms, color=colors[proc], label=label)
+            bottoms = [b + v for b, v in zip(bottoms, vals, strict=True)]
+        for x, (_, parts) in enumerate(stacks):
+            total = sum(v for k, v in parts.items() if k != "loadgen")
+            ax.text(x, bottoms[x], f"{total:.1f} ms", ha="center", va="bottom", fontsize=9)
+        for x, (name, _) in enumerate(stacks):
+            target = 4.0 if name.startswith("trickle") else 3.0
+            ax.hlines(target, x - 0.4, x + 0.4, colors="#d62728", linestyles="--")
+        ax.set_ylabel("CPU ms per end-to-end message (stored at JP)")
+        ax.set_title(
+            f"CPU per message by process (dashed: target, without the load generator)\n{where}",
+            fontsize=10,
+        )
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        path = folder / "cpu.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
     return written
+
+
+def cpu_stacks(result: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
+    """(phase, {process: CPU ms per message}) for the trickle and the burst."""
+    s = result.get("sections", {})
+    out: list[tuple[str, dict[str, float]]] = []
+    for name, key in (("trickle", "trickle"), ("burst", "pipeline")):
+        phase = s.get(key)
+        if not phase:
+            continue
+        parts: dict[str, float] = {}
+        for proc in ("router", "gateway_FR", "gateway_JP", "broker", "loadgen"):
+            v = phase.get(f"cpu_ms_per_msg_{proc}")
+            if isinstance(v, int | float) and v == v:
+                parts[proc] = float(v)
+        if parts:
+            rate = phase.get("target_rate")
+            out.append((f"{name} {rate:g}/s" if rate else name, parts))
+    return out

@@ -1,5 +1,10 @@
 """Router figures: msgs/s, 195-station broadcasts/s, quiet-station p99 under a flood.
 
+The fairness figure compares like with like: one router instance for both
+windows, a warm-up discarded first (the old figure, "6.4 s alone", was the
+group join and first fetches of a freshly started router), equal windows,
+and a flood that is still being drained for the whole second window.
+
 ``run(conn, ...)`` builds a network (keys, signed directory, topics under a
 unique prefix), runs one in-process RouterApp per scenario against the
 broker of ``conn`` and returns a dict of figures. Wired into ``make bench``
@@ -19,6 +24,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
+from bench.stats import percentile
 from i24net.envelope import Precedence, Recipients
 from i24net.kafka import KafkaConnection
 from i24net.router.app import RouterApp
@@ -44,13 +50,6 @@ def _say(msg: str) -> None:
 
 def _now() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _p(xs: list[float], q: float) -> float:
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))]
 
 
 class _Scenario:
@@ -143,9 +142,9 @@ async def run(
     *,
     messages: int = 2000,
     broadcasts: int = 30,
-    flood: int = 4000,
-    quiet: int = 100,
-    quiet_interval_s: float = 0.02,
+    warmup_s: float = 5.0,
+    window_s: float = 15.0,
+    quiet_interval_s: float = 0.05,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
@@ -173,58 +172,156 @@ async def run(
         _say(f"broadcast: {out['router_broadcasts_per_s']:.2f}/s; quiet vs flood")
 
         # 3. quiet station p99, alone and while another station floods
-        for label, flooding in (("alone", False), ("flood", True)):
-            async with await sc.app(f"quiet-{label}") as app:
-                lat: list[float] = []
-                orig = app.process
-
-                async def timed(
-                    batch: Any, _orig: Any = orig, _lat: list[float] = lat, **kw: Any
-                ) -> Any:
-                    ds = await _orig(batch, **kw)
-                    t = _now()
-                    for x in ds:
-                        if x.header is not None and x.header.sender == "JP":
-                            _lat.append((t - x.header.created_ms) / 1000)
-                    return ds
-
-                app.process = timed  # type: ignore[method-assign]
-                stop = asyncio.Event()
-                task = asyncio.create_task(app.run(stop))
-                try:
-                    await _assigned(app)
-                    if flooding:
-                        await sc.produce("DE", flood, Recipients.to("IT"))
-                    gw_task = asyncio.create_task(_paced(sc, quiet, quiet_interval_s))
-                    await gw_task
-                    deadline = time.monotonic() + 120
-                    while len(lat) < quiet and time.monotonic() < deadline:  # noqa: ASYNC110
-                        await asyncio.sleep(0.05)
-                finally:
-                    stop.set()
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(task, 10)
-                out[f"router_quiet_p99_ms_{label}"] = _p(lat, 0.99) * 1000
-                out[f"router_quiet_p50_ms_{label}"] = _p(lat, 0.50) * 1000
-        alone = out["router_quiet_p99_ms_alone"]
-        out["router_quiet_p99_ratio_flood_vs_alone"] = out["router_quiet_p99_ms_flood"] / alone
+        rate = out["router_single_msgs_per_s"]
+        out |= await fairness(
+            sc,
+            flood_rate=rate if rate == rate else 500.0,
+            warmup_s=warmup_s,
+            window_s=window_s,
+            quiet_interval_s=quiet_interval_s,
+        )
     return out
 
 
-async def _paced(sc: _Scenario, n: int, interval: float) -> None:
-    gw = sc.net.gateway("JP", _now())
+async def fairness(
+    sc: _Scenario,
+    *,
+    flood_rate: float,
+    warmup_s: float,
+    window_s: float,
+    quiet_interval_s: float,
+    quiet: str = "JP",
+    flooder: str = "DE",
+) -> dict[str, Any]:
+    """A quiet station's router latency alone, then during another station's flood.
+
+    One router runs throughout (no restart, no group join between the two
+    windows). The quiet station sends one message every ``quiet_interval_s``
+    from the start; the first ``warmup_s`` are discarded (start-up: the
+    group join, the first fetches, the producers' first transactions), then
+    ``window_s`` seconds are measured alone. Then the flooder writes a backlog
+    sized to last longer than a second window at the router's measured rate
+    (``flood_rate``), and the quiet messages created while that backlog was not
+    yet drained are the "during a flood" sample. Latency: from the quiet
+    message's ``created_ms`` to the end of the router batch that decided it.
+    """
+    flood_n = int(max(200, flood_rate * window_s * 1.5))
+    gw = sc.net.gateway(flooder, _now())
+    backlog = []
+    for i in range(flood_n):
+        h, data = gw.message(
+            "POLICE_MESSAGE", police_message(f"Flood {i}"), Recipients.to("IT"), _now()
+        )
+        backlog.append((h.message_id.encode(), data, hints(h)))
+    samples: list[tuple[float, float]] = []  # (created_ms, latency_ms) of quiet messages
+    flood_done: list[float] = []
+    flooded = 0
+    async with await sc.app("fairness") as app:
+        orig = app.process
+
+        async def timed(batch: Any, **kw: Any) -> Any:
+            nonlocal flooded
+            ds = await orig(batch, **kw)
+            t = _now()
+            for x in ds:
+                if x.header is None:
+                    continue
+                if x.header.sender == quiet:
+                    samples.append((x.header.created_ms, t - x.header.created_ms))
+                elif x.header.sender == flooder:
+                    flooded += 1
+                    if flooded == flood_n:
+                        flood_done.append(t)
+            return ds
+
+        app.process = timed  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        task = asyncio.create_task(app.run(stop))
+        quiet_stop = asyncio.Event()
+        pacer = asyncio.create_task(_paced(sc, quiet_interval_s, quiet_stop, quiet))
+        try:
+            await _assigned(app)
+            t_warm = _now()
+            await asyncio.sleep(warmup_s)
+            t_alone = _now()
+            await asyncio.sleep(window_s)
+            t_flood = _now()
+            _say(f"fairness: alone window done; flooding {flood_n} messages from {flooder}")
+            await _produce_raw(sc, sc.topics.out(flooder), backlog)
+            deadline = time.monotonic() + window_s * 6 + 60
+            while not flood_done and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(quiet_interval_s * 3)  # quiet messages past the flood's end
+            quiet_stop.set()
+            sent = await pacer
+            t_end = flood_done[0] if flood_done else _now()
+            settle = time.monotonic() + 30
+            while len(samples) < sent and time.monotonic() < settle:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        finally:
+            quiet_stop.set()
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
+            pacer.cancel()
+    alone = [lat for c, lat in samples if t_alone <= c < t_flood]
+    during = [lat for c, lat in samples if t_flood <= c < t_end]
+    warm = [lat for c, lat in samples if t_warm <= c < t_alone]
+    out: dict[str, Any] = {
+        "router_quiet_warmup_s": warmup_s,
+        "router_quiet_window_s": window_s,
+        "router_quiet_warmup_max_ms": max(warm) if warm else float("nan"),
+        "router_quiet_samples_alone": len(alone),
+        "router_quiet_samples_flood": len(during),
+        "router_flood_messages": flood_n,
+        "router_flood_lasted_s": (t_end - t_flood) / 1000,
+        "router_flood_drained": bool(flood_done),
+    }
+    for label, xs in (("alone", alone), ("flood", during)):
+        out[f"router_quiet_p50_ms_{label}"] = percentile(xs, 50)
+        out[f"router_quiet_p99_ms_{label}"] = percentile(xs, 99)
+    a = out["router_quiet_p99_ms_alone"]
+    out["router_quiet_p99_ratio_flood_vs_alone"] = (
+        out["router_quiet_p99_ms_flood"] / a if a == a and a > 0 else float("nan")
+    )
+    return out
+
+
+async def _produce_raw(sc: _Scenario, topic: str, records: list[tuple[bytes, bytes, Any]]) -> None:
+    """Pre-sealed records as fast as the producer goes (1 MiB batches): the flood
+    arrives as a backlog, and the bench's loop is busy only briefly."""
+    p = AIOKafkaProducer(
+        **sc.conn.client_kwargs(), enable_idempotence=True, linger_ms=5, max_batch_size=1 << 20
+    )
+    await p.start()
+    try:
+        futs = [await p.send(topic, key=k, value=v, headers=h) for k, v, h in records]
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+
+
+async def _paced(sc: _Scenario, interval: float, stop: asyncio.Event, station: str) -> int:
+    """One message every ``interval`` seconds from ``station`` until ``stop``;
+    returns how many were sent."""
+    gw = sc.net.gateway(station, _now())
     p = AIOKafkaProducer(**sc.conn.client_kwargs(), enable_idempotence=True, linger_ms=0)
     await p.start()
     try:
-        for i in range(n):
+        i = 0
+        t0 = time.perf_counter()
+        while not stop.is_set():
             h, data = gw.message(
                 "POLICE_MESSAGE", police_message(f"Quiet {i}"), Recipients.to("FR"), _now()
             )
             await p.send(
-                sc.topics.out("JP"), key=h.message_id.encode(), value=data, headers=hints(h)
+                sc.topics.out(station), key=h.message_id.encode(), value=data, headers=hints(h)
             )
-            await asyncio.sleep(interval)
+            i += 1
+            # a fixed schedule: a slow send does not stretch the next interval
+            await asyncio.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
         await p.flush()
+        return i
     finally:
         await p.stop()
 

@@ -1,0 +1,191 @@
+"""``--profile``: py-spy on the service processes during a measured phase.
+
+py-spy samples another process from outside (ptrace), so the service runs its
+normal code: no profiler hooks in the interpreter, every thread seen (aiokafka's
+sender and fetcher run as tasks, but SQLite writers and uvicorn's workers are
+threads), and ``--native`` shows time spent in C (libsodium, SQLite, zlib, the
+socket layer) instead of folding it into the Python frame that called it. Idle
+samples are left out (py-spy's default), so the profile is where the CPU goes.
+
+Output per process, in the results folder:
+
+- ``pyspy-<name>.txt``: collapsed stacks (``frame;frame;... count``), which
+  speedscope (https://www.speedscope.app) and ``flamegraph.pl`` read as is;
+- ``pyspy-<name>.speedscope.json``: the same samples as a speedscope file;
+- ``pyspy-<name>-top.txt``: the top-N frames by self and by total samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_THREAD = re.compile(r"^(thread|process) \(")
+
+
+def py_spy() -> str | None:
+    """The py-spy next to this interpreter (the dev extra), else one on PATH."""
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+@dataclass
+class Recording:
+    name: str
+    proc: subprocess.Popen[bytes]
+    out: Path
+    log: Path
+
+
+class Profiler:
+    """``start(pids)`` before the phase, ``stop()`` after it; summaries then."""
+
+    def __init__(self, folder: Path, rate_hz: int = 100, phase: str = "") -> None:
+        self.folder, self.rate_hz = folder, rate_hz
+        self.phase = phase  # in the file names: pyspy-<phase>-<process>.*
+        self.recordings: list[Recording] = []
+
+    def start(self, pids: Mapping[str, int]) -> None:
+        exe = py_spy()
+        if exe is None:
+            raise RuntimeError("py-spy is not installed (pip install -e '.[dev]')")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for proc_name, pid in pids.items():
+            name = f"{self.phase}-{proc_name}" if self.phase else proc_name
+            out = self.folder / f"pyspy-{name}.txt"
+            log = self.folder / f"pyspy-{name}.log"
+            cmd = [exe, "record", "--pid", str(pid), "--native", "--threads"]
+            cmd += ["--format", "raw", "--rate", str(self.rate_hz), "--output", str(out)]
+            with log.open("wb") as lf:
+                proc = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT)
+            self.recordings.append(Recording(name, proc, out, log))
+
+    def stop(self, top: int = 25) -> dict[str, Any]:
+        """SIGINT every recorder (py-spy then writes its file); summarise each."""
+        for r in self.recordings:
+            if r.proc.poll() is None:
+                r.proc.send_signal(signal.SIGINT)
+        out: dict[str, Any] = {}
+        for r in self.recordings:
+            try:
+                r.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                r.proc.kill()
+                r.proc.wait(5)
+            if not r.out.exists():
+                out[r.name] = {"error": r.log.read_text(errors="replace")[-500:]}
+                continue
+            stacks = parse_collapsed(r.out.read_text(errors="replace").splitlines())
+            summary = summarize(stacks, top)
+            (self.folder / f"pyspy-{r.name}-top.txt").write_text(render_top(r.name, summary))
+            (self.folder / f"pyspy-{r.name}.speedscope.json").write_text(
+                json.dumps(speedscope(r.name, stacks))
+            )
+            out[r.name] = {
+                "samples": summary["samples"],
+                "top_self": summary["self"][:10],
+                "files": [str(r.out), str(self.folder / f"pyspy-{r.name}-top.txt")],
+            }
+        self.recordings.clear()
+        return out
+
+    def kill(self) -> None:
+        for r in self.recordings:
+            with contextlib.suppress(OSError):
+                r.proc.kill()
+
+
+def parse_collapsed(lines: Iterable[str]) -> list[tuple[tuple[str, ...], int]]:
+    """``a;b;c 12`` lines into ((a, b, c), 12); malformed lines are skipped."""
+    out: list[tuple[tuple[str, ...], int]] = []
+    for line in lines:
+        stack, _, count = line.rstrip().rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        out.append((tuple(stack.split(";")), int(count)))
+    return out
+
+
+def _short(frame: str) -> str:
+    """``fn (path/to/module.py:123)`` → ``fn (module.py)``: lines vary, functions do not;
+    an unnamed native address ``0x7f… (libc.so.6)`` → ``[libc.so.6]``."""
+    if frame.startswith("0x") and " (" in frame:
+        return "[" + frame.split(" (", 1)[1].rstrip(")") + "]"
+    m = re.match(r"^(.*) \((.*?)(?::\d+)?\)$", frame)
+    if not m:
+        return frame
+    fn, where = m.groups()
+    return f"{fn} ({Path(where).name})"
+
+
+def summarize(stacks: list[tuple[tuple[str, ...], int]], top: int = 25) -> dict[str, Any]:
+    """Samples; top frames by self (the leaf) and by total (anywhere in the stack,
+    counted once per stack); the share of each thread. Shares are of all samples."""
+    total = sum(n for _, n in stacks)
+    self_c: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    for stack, n in stacks:
+        frames = [f for f in stack if not _THREAD.match(f)]
+        thread = next((f for f in stack if _THREAD.match(f)), "all")
+        threads[thread] += n
+        if not frames:
+            continue
+        self_c[_short(frames[-1])] += n
+        for f in {_short(f) for f in frames}:
+            incl[f] += n
+
+    def shares(c: Counter[str]) -> list[tuple[str, float]]:
+        return [(k, v / total) for k, v in c.most_common(top)] if total else []
+
+    return {
+        "samples": total,
+        "self": shares(self_c),
+        "total": shares(incl),
+        "threads": shares(threads),
+    }
+
+
+def render_top(name: str, summary: dict[str, Any]) -> str:
+    lines = [f"py-spy --native --threads, {name}: {summary['samples']} samples (idle excluded)"]
+    for title, key in (("self", "self"), ("total (inclusive)", "total"), ("threads", "threads")):
+        lines += ["", f"top by {title}:"]
+        lines += [f"  {share:6.1%}  {frame}" for frame, share in summary[key]]
+    return "\n".join(lines) + "\n"
+
+
+def speedscope(name: str, stacks: list[tuple[tuple[str, ...], int]]) -> dict[str, Any]:
+    """A speedscope "sampled" profile of the collapsed stacks."""
+    index: dict[str, int] = {}
+    samples: list[list[int]] = []
+    weights: list[int] = []
+    for stack, n in stacks:
+        samples.append([index.setdefault(f, len(index)) for f in stack])
+        weights.append(n)
+    return {
+        "$schema": "https://www.speedscope.app/file-format-schema.json",
+        "shared": {"frames": [{"name": f} for f in index]},
+        "profiles": [
+            {
+                "type": "sampled",
+                "name": name,
+                "unit": "none",
+                "startValue": 0,
+                "endValue": sum(weights),
+                "samples": samples,
+                "weights": weights,
+            }
+        ],
+        "name": f"i24net bench {name}",
+        "exporter": "bench/pyspy.py",
+    }
