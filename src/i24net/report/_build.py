@@ -77,6 +77,8 @@ ARTICLES: tuple[str, ...] = tuple(dict.fromkeys(ARTICLE_OF_GROUNDS.values()))
 
 UNRECOGNISED = "(unrecognised)"
 NONE = "(none)"
+NO_KIND = "(not known)"
+"""The kind of a record refused before its envelope could be read."""
 UNKNOWN_REGION = "UNKNOWN"
 SKIPPED_KINDS = frozenset({"DELIVERY_RECEIPT"})
 """Receipts are acknowledgements routed for the stations, not requests anyone decides."""
@@ -238,7 +240,7 @@ class _Reader:
         return _Decision(
             at_ms=int(rec["at_ms"]),
             outcome=outcome,
-            kind=kind if kind in KIND_SCHEMAS else (UNRECOGNISED if kind else NONE),
+            kind=kind if kind in KIND_SCHEMAS else (UNRECOGNISED if kind else NO_KIND),
             region=_region(rec.get("sender")),
             rule=str(rule) if rule is not None else NONE,
             reasons=reasons,

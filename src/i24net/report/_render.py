@@ -227,13 +227,14 @@ _TEMPLATE = """<!DOCTYPE html>
 <meta charset="utf-8">
 <title>Transparency report {{ r.period.first }} to {{ r.period.last }}</title>
 <style>
-body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
+body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem;
        color: #222; line-height: 1.45; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 tr.total td { font-weight: bold; background: #f4f4f4; }
 img { max-width: 100%; }
+.wide { overflow-x: auto; }
 .note { color: #555; font-size: 0.9rem; }
 .statement { border-left: 4px solid #e15759; padding: 0.3rem 0.8rem; background: #fff6f6; }
 code { font-size: 0.85rem; }
@@ -309,14 +310,19 @@ above; a value that does not look like one is counted as "(unrecognised)".</li>
 def _table_html(t: PublicTable) -> str:
     from markupsafe import Markup, escape
 
-    head = "".join(f"<th>{escape(c)}</th>" for c in (t.row_label, *t.columns, "total"))
+    # A one-column table's row total repeats its cell: not shown.
+    extra: tuple[str, ...] = ("total",) if len(t.columns) > 1 else ()
+    head = "".join(f"<th>{escape(c)}</th>" for c in (t.row_label, *t.columns, *extra))
     rows = [f"<tr>{head}</tr>"]
     for label, cells, total in t.rows:
-        tds = "".join(f"<td>{escape(c)}</td>" for c in (label, *cells, total))
+        tds = "".join(
+            f"<td>{escape(c)}</td>" for c in (label, *cells, *((total,) if extra else ()))
+        )
         rows.append(f"<tr>{tds}</tr>")
-    tds = "".join(f"<td>{escape(c)}</td>" for c in ("total", *t.totals[0], t.totals[1]))
+    last = (t.totals[1],) if extra else ()
+    tds = "".join(f"<td>{escape(c)}</td>" for c in ("total", *t.totals[0], *last))
     rows.append(f'<tr class="total">{tds}</tr>')
-    return Markup("<table>" + "\n".join(rows) + "</table>")
+    return Markup('<div class="wide"><table>' + "\n".join(rows) + "</table></div>")
 
 
 def render_html(report: TransparencyReport) -> str:
