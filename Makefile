@@ -55,8 +55,8 @@ demo: broker-jars  ## start a broker and show messages going through i24net
 demo-secure: broker-jars  ## the same demo with TLS, per-station SCRAM credentials and ACLs
 	$(I24NET) demo --secure
 
-bench: broker-jars  ## benchmarks; table on the terminal, JSON in bench/results/
-	$(PY) -m bench
+bench: broker-jars  ## benchmarks (~6-8 min); table on the terminal, JSON in bench/results/, docs/benchmarks.md; BENCH_ARGS="--quick" or "--profile"
+	$(PY) -m bench $(BENCH_ARGS)
 
 soak: broker-jars  ## 10-minute reliability soak (not in CI)
 	$(PY) -m bench.soak

@@ -56,6 +56,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+import i24net
 from bench.procstat import CpuMeter, cpu_seconds, peak_rss_mib, phase_cpu
 from bench.pyspy import Profiler
 from bench.report import loadavg
@@ -77,7 +78,9 @@ from i24net.router.testing import (
 from i24net.stations import GS, MEMBER_COUNTRIES
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICY = ROOT / "deploy" / "policy" / "article3.toml"
+# The policy of the code under test: a checkout's deploy/ next to its src/i24net
+# (with PYTHONPATH=<worktree>/src the bench measures that worktree, policy included).
+POLICY = Path(i24net.__file__).resolve().parents[2] / "deploy" / "policy" / "article3.toml"
 PAYLOAD_TEXT = "x" * 1000  # with the subject and Avro framing: a 1 KiB payload
 PM = {"subject_line": "bench", "text": PAYLOAD_TEXT, "attachments": []}
 SENDER, RECIPIENT = "FR", "JP"

@@ -24,6 +24,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
+import i24net
 from bench.stats import percentile
 from i24net.envelope import Precedence, Recipients
 from i24net.kafka import KafkaConnection
@@ -39,7 +40,9 @@ from i24net.router.testing import (
 )
 from i24net.stations import MEMBER_COUNTRIES
 
-POLICY = Path(__file__).resolve().parents[1] / "deploy" / "policy" / "article3.toml"
+# The policy of the code under test: a checkout's deploy/ next to its src/i24net
+# (with PYTHONPATH=<worktree>/src the bench measures that worktree, policy included).
+POLICY = Path(i24net.__file__).resolve().parents[2] / "deploy" / "policy" / "article3.toml"
 
 
 def _say(msg: str) -> None:

@@ -28,7 +28,10 @@ I24Error                          root; ``retriable`` says whether trying again 
 └── ServiceError                  gateway/router runtime failures
     ├── OutboxFullError           the gateway's disk bound is reached (retriable: 503)
     ├── IntakeRefusedError        a submitted message is refused; ``code`` names why (4xx)
-    └── NotHeld                   no undecided hold with that message id (router review, 404)
+    ├── NotHeld                   no undecided hold with that message id (router review, 404)
+    ├── ReviewConflict            the hold is already decided, claimed or has a pending
+    │                             proposal (router review, 409)
+    └── ReviewForbidden           a reviewer may not do this (confirm their own proposal, 403)
 """
 
 from __future__ import annotations
@@ -201,6 +204,16 @@ class IntakeRefusedError(ServiceError):
 
 class NotHeld(ServiceError):
     """No undecided hold with that message id (the router's review service)."""
+
+
+class ReviewConflict(ServiceError):
+    """The hold is already decided, being decided by another reviewer, or already has a
+    pending proposal (the router's review service; 409)."""
+
+
+class ReviewForbidden(ServiceError):
+    """The reviewer may not take this action: four-eyes forbids confirming one's own
+    proposal (the router's review service; 403)."""
 
 
 class UnverifiedAuditError(I24Error):

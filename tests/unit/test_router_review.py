@@ -7,16 +7,27 @@ transaction. The store is fed the way ``ReviewService.run`` feeds it: the
 pipeline's own ``i24.quarantine`` record, and an audit record that closes it.
 The HTTP layer is the real FastAPI router (``review_router``) over ASGI.
 
+``i24.review`` (claims and four-eyes proposals) is a :class:`MemoryLog`: a
+list every service of the test reads, in append order, as each instance reads
+the one partition of the topic; ``gate`` holds records back until both racing
+instances have appended, so the read-back rule (first claim in log order
+wins) is what decides a race, not the order of the calls.
+
 Checked: 401 without an identity (proxy mode and token mode), the bearer
 token maps to the reviewer who is audited (a proxy header does not override
-it), 404 for an unknown or already decided hold, approve -> delivered with a
-``REVIEW_APPROVED`` attestation naming the review, reject -> ``REJECTED``
-notice with the grounds, and a hold that expired by review time is closed as
-``EXPIRED`` on approval, not delivered.
+it), 404 for an unknown hold and 409 for a decided one, approve -> delivered
+with a ``REVIEW_APPROVED`` attestation naming the review, reject -> ``REJECTED``
+notice with the grounds, a hold that expired by review time is closed as
+``EXPIRED`` on approval, not delivered; four-eyes (a refusal is a proposal until
+a different reviewer confirms; seen by another instance and after a restart);
+two instances deciding one hold at once: one delivers, the other gets 409;
+a dead instance's claim stops blocking after ``claim_timeout_ms``; the queue's
+order (overdue, precedence, age) and the overdue gauge.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -32,13 +43,13 @@ from prometheus_client import CollectorRegistry
 from i24net.audit import Action, Chain, Entry
 from i24net.directory import Directory
 from i24net.envelope import Decision, Opened, Receiver, Recipients
-from i24net.errors import NotHeld
+from i24net.errors import NotHeld, ReviewConflict, ReviewForbidden
 from i24net.policy import Engine, load_policy
 from i24net.replay import ReplayWindow
 from i24net.router.app import RouterApp
 from i24net.router.metrics import RouterMetrics
 from i24net.router.pipeline import Decided, Out, Pipeline
-from i24net.router.review import ReviewService, review_router
+from i24net.router.review import ReviewService, review_router, review_topic
 from i24net.router.settings import RouterSettings, Topics, load_settings
 from i24net.router.testing import Network, build_network, hints, red_notice, settings_toml
 from i24net.schemas import SchemaStore
@@ -74,6 +85,41 @@ class Record:
     headers: Sequence[tuple[str, bytes]]
 
 
+class MemoryLog:
+    """``i24.review`` in memory: appends get offsets in order; every subscribed service
+    reads every record. With ``gate`` set, records wait in the log until ``release``."""
+
+    def __init__(self, topic: str = review_topic(TOPICS)) -> None:
+        self.topic = topic
+        self.records: list[tuple[bytes, bytes]] = []
+        self.readers: list[ReviewService] = []
+        self.delivered = 0
+        self.gate: asyncio.Event | None = None
+        self.appended = asyncio.Event()
+
+    def subscribe(self, svc: ReviewService) -> None:
+        self.readers.append(svc)
+        for off, (k, v) in enumerate(self.records[: self.delivered]):
+            svc._apply(Record(self.topic, 0, off, k, v, ()))
+
+    def deliver(self) -> None:
+        for off in range(self.delivered, len(self.records)):
+            k, v = self.records[off]
+            for svc in self.readers:
+                svc._apply(Record(self.topic, 0, off, k, v, ()))
+        self.delivered = len(self.records)
+
+    async def append(self, key: bytes, value: bytes) -> int:
+        self.records.append((key, value))
+        self.appended.set()
+        if self.gate is None:
+            self.deliver()
+        return len(self.records) - 1
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [r for _, v in self.records if (r := json.loads(v))["type"] == kind]
+
+
 class FakeApp:
     """The parts of ``RouterApp`` the review service uses; ``execute`` only records."""
 
@@ -93,8 +139,12 @@ class FakeApp:
         )
         self.chain = Chain("router/a", net.store)
         self.executed: list[list[Decided]] = []
+        self.fail_next = False
 
     async def execute(self, decided: Sequence[Decided]) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("the transaction aborted")
         self.executed.append(list(decided))
 
 
@@ -104,22 +154,50 @@ class World:
     clock: Clock
     app: FakeApp
     svc: ReviewService
+    log: MemoryLog
+    quarantine: list[Record] = dataclasses.field(default_factory=list)
 
-    def hold(self, text: str = HELD_TEXT, *, lifetime_ms: int = 24 * HOUR_MS) -> str:
-        """FR sends a Red Notice request the policy holds; the quarantine record is loaded."""
-        gw = self.net.gateway("FR", self.clock.now)
+    def hold(
+        self,
+        text: str = HELD_TEXT,
+        *,
+        lifetime_ms: int = 24 * HOUR_MS,
+        precedence: Any = None,
+        sender: str = "FR",
+    ) -> str:
+        """``sender`` sends a Red Notice request the policy holds; the quarantine record
+        is loaded into every service reading this world's log."""
+        gw = self.net.gateway(sender, self.clock.now)
+        kw: dict[str, Any] = {"lifetime_ms": lifetime_ms}
+        if precedence is not None:
+            kw["precedence"] = precedence
         h, data = gw.message(
             "RED_NOTICE_REQUEST",
             red_notice(text),
-            Recipients.to("JP", "BR"),
+            Recipients.to(*({"FR", "JP", "BR"} - {sender})),
             self.clock.now,
-            lifetime_ms=lifetime_ms,
+            **kw,
         )
-        d = self.app.pipeline.process(TOPICS.out("FR"), "o:0:1", b"k", data, hints(h), set())
+        d = self.app.pipeline.process(TOPICS.out(sender), "o:0:1", b"k", data, hints(h), set())
         assert d.status == "held", d.reason
         (q,) = (o for o in d.outputs if o.topic == TOPICS.quarantine)
-        self.svc._apply(Record(q.topic, 0, len(self.svc.held), q.key, q.value, q.headers))
+        rec = Record(q.topic, 0, len(self.quarantine), q.key, q.value, q.headers)
+        self.quarantine.append(rec)
+        for svc in self.log.readers:
+            svc._apply(rec)
+        for e in d.audit:  # the HELD entry, as the store reads it from i24.audit
+            (a,) = self.app.chain.extend([e], self.clock.now)
+            for svc in self.log.readers:
+                svc._apply(Record(TOPICS.audit, 0, 0, a.key, a.value, ()))
         return h.message_id
+
+    def instance(self, s: RouterSettings | None = None) -> ReviewService:
+        """Another router instance's review service on the same topics (and log)."""
+        svc = ReviewService(cast(RouterApp, self.app), s or self.svc.settings, log=self.log)
+        for rec in self.quarantine:
+            svc._apply(rec)
+        self.log.subscribe(svc)
+        return svc
 
     def committed(self) -> list[Decided]:
         """The decisions of the last ``execute`` call."""
@@ -158,7 +236,9 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Network:
     return build_network(("FR", "JP", "BR"), tmp_path_factory.mktemp("keys"), now_ms=T0)
 
 
-def settings(tmp: Path, *, tokens: dict[str, str] | None = None) -> RouterSettings:
+def settings(tmp: Path, *, tokens: dict[str, str] | None = None, **review: Any) -> RouterSettings:
+    """Router settings; ``review`` overrides ``[review]`` keys (four-eyes is off unless
+    a test turns it on: most tests here are about one decision taking effect)."""
     tokens_file = None
     if tokens is not None:
         tokens_file = tmp / "reviewers.toml"
@@ -180,13 +260,18 @@ def settings(tmp: Path, *, tokens: dict[str, str] | None = None) -> RouterSettin
             tokens_file=tokens_file,
         )
     )
-    return load_settings(cfg)
+    s = load_settings(cfg)
+    update = {"four_eyes_refusals": False, **review}
+    return s.model_copy(update={"review": s.review.model_copy(update=update)})
 
 
 def make_world(net: Network, s: RouterSettings) -> World:
     clock = Clock()
     app = FakeApp(net, clock)
-    return World(net, clock, app, ReviewService(cast(RouterApp, app), s))
+    log = MemoryLog()
+    svc = ReviewService(cast(RouterApp, app), s, log=log)
+    log.subscribe(svc)
+    return World(net, clock, app, svc, log)
 
 
 @pytest.fixture
@@ -303,14 +388,14 @@ async def test_an_unknown_hold_is_404_everywhere(world: World, api: httpx.AsyncC
     assert r.status_code == 404
     r = await api.post(
         f"/review/held/{unknown}/reject",
-        json={"grounds": "OTHER", "explanation": "x"},
+        json={"grounds": "OTHER", "explanation": "x" * 30},
         headers=AS_BOB,
     )
     assert r.status_code == 404
     assert world.app.executed == []
 
 
-async def test_a_decided_hold_is_404_and_is_not_decided_twice(
+async def test_a_decided_hold_is_409_and_is_not_decided_twice(
     world: World, api: httpx.AsyncClient
 ) -> None:
     mid = world.hold()
@@ -318,10 +403,11 @@ async def test_a_decided_hold_is_404_and_is_not_decided_twice(
     assert r.status_code == 200
     for path, body in (
         ("approve", {}),
-        ("reject", {"grounds": "OTHER", "explanation": "x"}),
+        ("reject", {"grounds": "OTHER", "explanation": "x" * 30}),
     ):
         r = await api.post(f"/review/held/{mid}/{path}", json=body, headers=AS_BOB)
-        assert r.status_code == 404, (path, r.text)
+        assert r.status_code == 409, (path, r.text)
+        assert "already decided" in r.json()["detail"]
     assert (await api.get(f"/review/held/{mid}", headers=AS_BOB)).status_code == 404
     assert len(world.app.executed) == 1
 
@@ -332,8 +418,10 @@ def test_an_audit_record_closing_the_hold_removes_it_from_the_store(world: World
     (rec,) = world.app.chain.extend([Entry(Action.REJECTED, "reviewer.x", message_id=mid)], T0)
     world.svc._apply(Record(TOPICS.audit, 0, 0, rec.key, rec.value, ()))
     assert set(world.svc.held) == {other}
-    with pytest.raises(NotHeld, match=mid):
+    with pytest.raises(ReviewConflict, match=f"{mid} is already decided"):
         world.svc.show(mid)
+    with pytest.raises(NotHeld, match="01J0000000000000000000000A"):
+        world.svc.show("01J0000000000000000000000A")
 
 
 # --- decisions --------------------------------------------------------------------------
@@ -426,3 +514,242 @@ async def test_the_list_is_oldest_first(world: World, api: httpx.AsyncClient) ->
     r = await api.get("/review/held", headers=AS_BOB)
     assert [h["message_id"] for h in r.json()] == [first, second]
     assert [h["held_ms"] for h in r.json()] == [T0, T0 + 1000]
+
+
+# --- four-eyes ----------------------------------------------------------------------------
+
+AS_CAROL = {"X-I24-Reviewer": "reviewer.carol"}
+REFUSAL = {"grounds": "POLITICAL", "explanation": "Political offence (Art. 3)"}
+
+
+@pytest.fixture
+def four_eyes(net: Network, tmp_path: Path) -> World:
+    return make_world(net, settings(tmp_path, four_eyes_refusals=True))
+
+
+@pytest.fixture
+async def four_eyes_api(four_eyes: World) -> AsyncIterator[httpx.AsyncClient]:
+    async with await client(four_eyes) as c:
+        yield c
+
+
+async def test_with_four_eyes_a_refusal_is_only_proposed_until_another_reviewer_confirms(
+    four_eyes: World, four_eyes_api: httpx.AsyncClient
+) -> None:
+    w, api = four_eyes, four_eyes_api
+    mid = w.hold()
+    r = await api.post(f"/review/held/{mid}/reject", json=REFUSAL, headers=AS_BOB)
+    assert r.status_code == 200 and r.json()["status"] == "proposed", r.text
+    pid = r.json()["proposal_id"]
+    assert w.app.executed == [] and set(w.svc.held) == {mid}
+    (listed,) = (await api.get("/review/held", headers=AS_CAROL)).json()
+    assert listed["proposal"]["reviewer"] == "reviewer.bob"
+
+    # the proposer cannot confirm their own proposal
+    r = await api.post(f"/review/held/{mid}/confirm", json={"proposal_id": pid}, headers=AS_BOB)
+    assert r.status_code == 403 and w.app.executed == []
+    # nor can anyone decide around it
+    r = await api.post(f"/review/held/{mid}/approve", json={}, headers=AS_CAROL)
+    assert r.status_code == 409 and w.app.executed == []
+
+    r = await api.post(f"/review/held/{mid}/confirm", json={"proposal_id": pid}, headers=AS_CAROL)
+    assert r.status_code == 200 and r.json()["status"] == "rejected", r.text
+    decided = w.committed()
+    n = w.notice_to("FR", decided)
+    assert (n["status"], n["reason"], n["explanation"]) == (
+        "REJECTED",
+        "POLITICAL",
+        "Political offence (Art. 3)",
+    )
+    (entry,) = (e for d in decided for e in d.audit)
+    assert entry.action is Action.REJECTED and entry.actor == "reviewer.carol"
+    reasons = json.loads(entry.reason or "")["reasons"]
+    assert f"proposal:{pid}" in reasons and "proposed:reviewer.bob" in reasons
+    assert "grounds:POLITICAL" in reasons
+
+
+async def test_an_approval_needs_no_second_reviewer_unless_configured(
+    net: Network, tmp_path: Path
+) -> None:
+    w = make_world(net, settings(tmp_path, four_eyes_refusals=True))
+    mid = w.hold()
+    assert (await w.svc.decide(mid, "reviewer.bob", "approve"))["status"] == "delivered"
+    w2 = make_world(
+        net, settings(tmp_path, four_eyes_refusals=True, four_eyes_red_notice_approvals=True)
+    )
+    mid2 = w2.hold()
+    assert (await w2.svc.decide(mid2, "reviewer.bob", "approve"))["status"] == "proposed"
+    assert w2.app.executed == []
+
+
+async def test_a_proposal_is_seen_by_every_instance_and_survives_a_restart(
+    four_eyes: World,
+) -> None:
+    w = four_eyes
+    mid = w.hold()
+    out = await w.svc.decide(mid, "reviewer.bob", "reject", "MILITARY", "A military offence.")
+    other = w.instance()  # another instance, or this one restarted: reads the log again
+    assert other.proposals[mid].proposal_id == out["proposal_id"]
+    assert other.proposals[mid].reviewer == "reviewer.bob"
+    with pytest.raises(ReviewForbidden):
+        await other.confirm(mid, "reviewer.bob", out["proposal_id"])
+    assert (await other.confirm(mid, "reviewer.carol", out["proposal_id"]))["status"] == (
+        "rejected"
+    )
+
+
+async def test_a_withdrawn_proposal_cannot_be_confirmed(four_eyes: World) -> None:
+    w = four_eyes
+    mid = w.hold()
+    pid = (await w.svc.decide(mid, "reviewer.bob", "reject", "RACIAL", "Racial grounds."))[
+        "proposal_id"
+    ]
+    assert (await w.svc.withdraw(mid, "reviewer.carol", pid))["status"] == "withdrawn"
+    with pytest.raises(ReviewConflict, match="no longer pending"):
+        await w.svc.confirm(mid, "reviewer.dave", pid)
+    assert w.app.executed == [] and mid not in w.svc.proposals
+    assert [t.action for t in w.svc.trails[mid]] == ["HELD", "PROPOSED reject RACIAL", "WITHDRAWN"]
+
+
+async def test_other_grounds_must_say_why(world: World, api: httpx.AsyncClient) -> None:
+    mid = world.hold()
+    r = await api.post(
+        f"/review/held/{mid}/reject",
+        json={"grounds": "OTHER", "explanation": "no"},
+        headers=AS_BOB,
+    )
+    assert r.status_code == 422 and world.app.executed == []
+    r = await api.post(
+        f"/review/held/{mid}/reject",
+        json={"grounds": "OTHER", "explanation": "Private dispute between business partners."},
+        headers=AS_BOB,
+    )
+    assert r.status_code == 200 and r.json()["status"] == "rejected"
+
+
+# --- claims: one decision across instances ------------------------------------------------
+
+
+async def test_two_instances_deciding_one_hold_at_once_deliver_once(world: World) -> None:
+    """Both have checked the hold is open and appended their claims before either reads
+    the log back: the first claim in log order wins, the other is refused."""
+    mid = world.hold()
+    b = world.instance()
+    world.log.gate = asyncio.Event()
+
+    async def release_when_both_claimed() -> None:
+        while len(world.log.of_type("claim")) < 2:
+            world.log.appended.clear()
+            await world.log.appended.wait()
+        world.log.deliver()
+        world.log.gate = None
+
+    results = await asyncio.gather(
+        world.svc.approve(mid, "reviewer.bob", "ok"),
+        b.reject(mid, "reviewer.carol", "POLITICAL", "no"),
+        release_when_both_claimed(),
+        return_exceptions=True,
+    )
+    won, lost, _ = results
+    assert isinstance(won, dict) and won["status"] == "delivered", results
+    assert isinstance(lost, ReviewConflict) and "reviewer.bob" in str(lost), results
+    assert len(world.app.executed) == 1  # nothing delivered or refused twice
+
+
+async def test_a_live_claim_blocks_until_it_times_out(world: World) -> None:
+    """An instance that claimed and died before committing: the hold is decidable again
+    once ``claim_timeout_ms`` has passed since its claim."""
+    mid = world.hold()
+    await world.log.append(
+        mid.encode(),
+        json.dumps(
+            {
+                "type": "claim",
+                "message_id": mid,
+                "claim_id": "C-dead",
+                "reviewer": "reviewer.zed",
+                "at_ms": world.clock.now,
+            }
+        ).encode(),
+    )
+    with pytest.raises(ReviewConflict, match=r"reviewer\.zed"):
+        await world.svc.approve(mid, "reviewer.bob", "ok")
+    world.clock.now += world.svc.settings.review.claim_timeout_ms
+    assert (await world.svc.approve(mid, "reviewer.bob", "ok"))["status"] == "delivered"
+
+
+async def test_a_failed_commit_releases_its_claim(world: World) -> None:
+    mid = world.hold()
+    world.app.fail_next = True
+    with pytest.raises(RuntimeError):
+        await world.svc.approve(mid, "reviewer.bob", "ok")
+    assert [r["claim_id"] for r in world.log.of_type("release")] == [
+        r["claim_id"] for r in world.log.of_type("claim")
+    ]
+    assert (await world.svc.approve(mid, "reviewer.bob", "ok"))["status"] == "delivered"
+
+
+def test_malformed_review_records_are_ignored(world: World) -> None:
+    mid = world.hold()
+    for value in (
+        b"not json",
+        b"[]",
+        b'{"type": "claim"}',
+        b'{"type":"x","message_id":"m","reviewer":"r","at_ms":1}',
+    ):
+        world.svc._apply(Record(world.log.topic, 0, 0, mid.encode(), value, ()))
+    assert world.svc.claims == {} and world.svc.proposals == {}
+    assert world.svc._progress.next_offset == 1
+
+
+# --- queue, deadlines, record ----------------------------------------------------------
+
+
+async def test_the_queue_puts_overdue_first_then_precedence_then_age(
+    world: World, api: httpx.AsyncClient
+) -> None:
+    from i24net.envelope import Precedence
+
+    routine = world.hold(precedence=Precedence.ROUTINE)
+    world.clock.now += 1000
+    flash = world.hold("Insulting the head of state, and fraud.", precedence=Precedence.FLASH)
+    world.clock.now += 1000
+    routine2 = world.hold(precedence=Precedence.ROUTINE)
+    r = await api.get("/review/held", headers=AS_BOB)
+    assert [h["message_id"] for h in r.json()] == [flash, routine, routine2]
+    assert [h["overdue"] for h in r.json()] == [False] * 3
+    # FLASH is due in an hour; the Red Notice requests within 24 h (kind limit)
+    assert r.json()[0]["deadline_ms"] == T0 + 1000 + HOUR_MS
+    assert r.json()[1]["deadline_ms"] == T0 + 24 * HOUR_MS
+
+    world.clock.now = T0 + 24 * HOUR_MS + 500  # the first two Red Notices are overdue
+    r = await api.get("/review/held", headers=AS_BOB)
+    assert [h["message_id"] for h in r.json()] == [flash, routine, routine2]
+    assert [h["overdue"] for h in r.json()] == [True, True, False]
+    world.svc._gauges()
+    assert world.app.registry.get_sample_value("i24net_review_overdue") == 2
+
+
+async def test_the_store_keeps_each_senders_record_and_each_messages_trail(
+    world: World,
+) -> None:
+    a, b, c = world.hold(), world.hold(), world.hold(sender="JP")
+    await world.svc.approve(a, "reviewer.bob", "ok")
+    await world.svc.reject(b, "reviewer.bob", "POLITICAL", "no")
+    for d in world.app.executed:  # read back from i24.audit, as after a restart
+        for e in (e for x in d for e in x.audit):
+            (rec,) = world.app.chain.extend([e], world.clock.now)
+            world.svc._apply(Record(TOPICS.audit, 0, 0, rec.key, rec.value, ()))
+    fr, jp = world.svc.senders["FR"], world.svc.senders["JP"]
+    assert (fr.held, fr.approved, fr.refused) == (2, 1, 1)
+    assert (jp.held, jp.approved, jp.refused) == (1, 0, 0)
+    assert [t.action for t in world.svc.trails[b]] == ["HELD", "REJECTED"]
+    assert world.svc.trails[b][-1].actor == "reviewer.bob"
+    assert [t.action for t in world.svc.trails[c]] == ["HELD"]
+
+
+def test_show_names_the_words_to_highlight(world: World) -> None:
+    """Holds recorded without the screen's hits: the current policy's indicators."""
+    mid = world.hold()
+    words = {w for hit in world.svc.show(mid)["hits"] for w in hit["words"]}
+    assert {"opposition journalist", "elections"} & words, words

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -124,6 +124,29 @@ class ReviewSection(_S):
     """Serve the review API from this instance (run it on one instance only)."""
     tokens_file: Path | None = None
     """TOML ``[tokens]`` table: BLAKE2b-256 hex of a bearer token -> reviewer identity."""
+    reviewers_file: Path | None = None
+    """TOML ``[reviewers.<identity>]`` tables with an argon2 ``password`` hash and a
+    ``language`` (``i24net review reviewers add``): the console's sign-in. Mode 0600."""
+    four_eyes_refusals: bool = True
+    """A refusal takes effect only when a second, different reviewer confirms it."""
+    four_eyes_red_notice_approvals: bool = False
+    """The same for approving a held ``RED_NOTICE_REQUEST``."""
+    claim_timeout_ms: Annotated[int, Field(ge=10_000)] = 300_000
+    """A decision claims its hold on ``i24.review`` before it commits; a claim whose
+    instance died before committing stops blocking the hold after this long."""
+    console: bool = True
+    """Serve the reviewers' web console under ``/console/`` (docs/review.md)."""
+    console_language: Literal["ar", "en", "es", "fr"] = "en"
+    """The sign-in page's language, and a reviewer's when their entry names none."""
+    session_ttl_ms: Annotated[int, Field(ge=60_000)] = 8 * 3_600_000
+    """A console session ends this long after sign-in (sessions live in the instance's
+    memory: a restart signs everyone out)."""
+    cookie_secure: bool = False
+    """Mark the session cookie ``Secure``: set it when the console is served over TLS
+    (directly or behind a TLS-terminating proxy)."""
+    signin_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
+    """A failed sign-in is answered after this delay, doubled for each further failure
+    of the same name (up to 30 s): guessing passwords costs time."""
     deadlines: ReviewDeadlines = ReviewDeadlines()
     """``[review.deadlines]``: how long a hold may wait, per precedence and kind
     (router/deadlines.py); the queue sorts by it and ``i24net_review_overdue`` counts
@@ -191,7 +214,12 @@ def load_settings(path: Path) -> RouterSettings:
             "state": StateSection(dir=rel(s.state.dir)),
             "policy": s.policy.model_copy(update={"file": rel(s.policy.file)}),
             "review": s.review.model_copy(
-                update={"tokens_file": rel(s.review.tokens_file) if s.review.tokens_file else None}
+                update={
+                    "tokens_file": rel(s.review.tokens_file) if s.review.tokens_file else None,
+                    "reviewers_file": (
+                        rel(s.review.reviewers_file) if s.review.reviewers_file else None
+                    ),
+                }
             ),
         }
     )

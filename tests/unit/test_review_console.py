@@ -1,0 +1,465 @@
+"""The review desk's web console without a broker: docs/review.md.
+
+The console runs on the real ``ReviewService`` over the stand-in ``RouterApp``
+of ``test_router_review.py`` (real pipeline, keys and policy; ``execute`` only
+records what it would commit) and its in-memory ``i24.review`` log, through
+the real FastAPI routes over ASGI, as a browser would use them: a cookie jar,
+form posts, 303 redirects. Sign-in delays are recorded, not slept.
+
+Checked: sign-in with a password (argon2, reviewers file 0600) or a token;
+failed sign-ins answered 401 after a delay that doubles; the cookie's
+attributes; 401 pages without a session, 403 without the right CSRF token,
+404 for an unknown message, 409 for a decided one; the queue's filters and
+order; the case view with the screen's words marked and the sender's text
+escaped; four-eyes through the forms (the proposer's confirmation is 403, a
+second reviewer's takes effect); language per reviewer and switch, Arabic
+right-to-left, and every console string in every catalogue.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import stat
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from i24net.errors import ConfigError
+from i24net.router.console import COOKIE, Console, ui_strings
+from i24net.router.console.auth import Reviewers, add_reviewer
+from i24net.router.console.highlight import highlight
+from i24net.router.console.i18n import load_catalogues
+from i24net.router.review import review_router
+
+_spec = importlib.util.spec_from_file_location(
+    "review_world", Path(__file__).with_name("test_router_review.py")
+)
+assert _spec and _spec.loader
+rw = importlib.util.module_from_spec(_spec)
+sys.modules["review_world"] = rw
+_spec.loader.exec_module(rw)
+
+net = rw.net  # the module-scoped key network fixture
+ALICE_PW = "correct horse battery alice"
+BOB_PW = "correct horse battery bob!"
+
+
+@pytest.fixture(scope="module")
+def reviewers_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Made once: argon2 hashing is slow on purpose."""
+    f = tmp_path_factory.mktemp("reviewers") / "reviewers.toml"
+    add_reviewer(f, "reviewer.alice", ALICE_PW, None)
+    add_reviewer(f, "reviewer.bob", BOB_PW, "fr")
+    return f
+
+
+class Desk:
+    """A world, its console and one browser per reviewer."""
+
+    def __init__(self, world: Any, console: Console) -> None:
+        self.world = world
+        self.console = console
+        self.slept: list[float] = []
+        http = FastAPI()
+        http.include_router(review_router(world.svc, console))  # API and console, as served
+        self.http = http
+
+    def browser(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.http), base_url="http://review.test"
+        )
+
+
+async def _sleep_recorder(desk_slept: list[float], s: float) -> None:
+    desk_slept.append(s)
+
+
+def make_desk(net: Any, tmp_path: Path, reviewers_file: Path, **review: Any) -> Desk:
+    s = rw.settings(tmp_path, reviewers_file=reviewers_file, **review)
+    world = rw.make_world(net, s)
+    slept: list[float] = []
+
+    async def sleep(x: float) -> None:
+        slept.append(x)
+
+    desk = Desk(world, Console(world.svc, sleep=sleep))
+    desk.slept = slept
+    return desk
+
+
+@pytest.fixture
+def desk(net: Any, tmp_path: Path, reviewers_file: Path) -> Desk:
+    return make_desk(net, tmp_path, reviewers_file, four_eyes_refusals=True)
+
+
+@pytest.fixture
+async def alice(desk: Desk) -> AsyncIterator[httpx.AsyncClient]:
+    async with desk.browser() as b:
+        await sign_in(b, "reviewer.alice", ALICE_PW)
+        yield b
+
+
+@pytest.fixture
+async def bob(desk: Desk) -> AsyncIterator[httpx.AsyncClient]:
+    async with desk.browser() as b:
+        await sign_in(b, "reviewer.bob", BOB_PW)
+        yield b
+
+
+async def sign_in(b: httpx.AsyncClient, name: str, password: str) -> httpx.Response:
+    r = await b.post("/console/signin", data={"name": name, "password": password})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/console/queue"
+    return r
+
+
+def csrf(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, "no CSRF token on the page"
+    return m.group(1)
+
+
+def proposal_id(html: str) -> str:
+    m = re.search(r'name="proposal_id" value="([^"]+)"', html)
+    assert m, "no proposal on the page"
+    return m.group(1)
+
+
+# --- sign-in ---------------------------------------------------------------------------
+
+
+async def test_a_reviewer_signs_in_with_a_password_and_gets_a_strict_cookie(desk: Desk) -> None:
+    async with desk.browser() as b:
+        r = await sign_in(b, "reviewer.alice", ALICE_PW)
+        cookie = r.headers["set-cookie"]
+        assert cookie.startswith(f"{COOKIE}=")
+        for attr in ("HttpOnly", "SameSite=strict", "Path=/console"):
+            assert attr.lower() in cookie.lower(), cookie
+        assert "secure" not in cookie.lower()  # plain HTTP in this test: [review] cookie_secure
+        page = await b.get("/console/queue")
+        assert page.status_code == 200 and "reviewer.alice" in page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert page.headers["cache-control"] == "no-store"
+
+
+async def test_behind_tls_the_cookie_is_secure(
+    net: Any, tmp_path: Path, reviewers_file: Path
+) -> None:
+    d = make_desk(net, tmp_path, reviewers_file, cookie_secure=True)
+    async with d.browser() as b:
+        r = await b.post("/console/signin", data={"name": "reviewer.alice", "password": ALICE_PW})
+        assert "; secure" in r.headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize(
+    ("name", "password"),
+    [
+        ("reviewer.alice", "wrong password entirely"),
+        ("reviewer.alice", BOB_PW),  # another reviewer's password
+        ("reviewer.nobody", ALICE_PW),
+        ("reviewer.alice", ""),
+    ],
+)
+async def test_a_failed_sign_in_is_401_slowed_and_gives_no_session(
+    desk: Desk, name: str, password: str
+) -> None:
+    async with desk.browser() as b:
+        r = await b.post("/console/signin", data={"name": name, "password": password})
+        assert r.status_code == 401 and "set-cookie" not in r.headers
+        assert 'id="signin-failed"' in r.text
+        assert password not in r.text or not password
+        assert desk.slept == [1.0]
+        assert (await b.get("/console/queue")).status_code == 401
+
+
+async def test_each_failure_of_a_name_doubles_the_delay_and_success_resets_it(
+    desk: Desk,
+) -> None:
+    async with desk.browser() as b:
+        for _ in range(4):
+            await b.post("/console/signin", data={"name": "reviewer.alice", "password": "x"})
+        assert desk.slept == [1.0, 2.0, 4.0, 8.0]
+        await sign_in(b, "reviewer.alice", ALICE_PW)
+        await b.post("/console/signin", data={"name": "reviewer.alice", "password": "x"})
+        assert desk.slept[-1] == 1.0
+        assert desk.console.throttle.total_failures == 5
+
+
+async def test_a_reviewer_may_sign_in_with_their_bearer_token(
+    net: Any, tmp_path: Path, reviewers_file: Path
+) -> None:
+    s = rw.settings(tmp_path, tokens={rw.TOKEN: "reviewer.token"}, reviewers_file=reviewers_file)
+    world = rw.make_world(net, s)
+
+    async def no_sleep(x: float) -> None:
+        pass
+
+    d = Desk(world, Console(world.svc, sleep=no_sleep))
+    async with d.browser() as b:
+        await sign_in(b, "reviewer.token", rw.TOKEN)
+        assert "reviewer.token" in (await b.get("/console/queue")).text
+    async with d.browser() as b:  # the token names its reviewer: not another name
+        r = await b.post("/console/signin", data={"name": "reviewer.alice", "password": rw.TOKEN})
+        assert r.status_code == 401
+
+
+async def test_sign_out_ends_the_session_on_the_server(
+    desk: Desk, alice: httpx.AsyncClient
+) -> None:
+    sid = alice.cookies[COOKIE]
+    page = await alice.get("/console/queue")
+    r = await alice.post("/console/signout", data={"csrf": csrf(page.text)})
+    assert r.status_code == 303
+    async with desk.browser() as replay:  # the old cookie, replayed, is no session
+        replay.headers["Cookie"] = f"{COOKIE}={sid}"
+        r = await replay.get("/console/queue")
+        assert r.status_code == 401
+        # the control: the same replay with a live session's cookie is let in
+        await sign_in(alice, "reviewer.alice", ALICE_PW)
+        replay.headers["Cookie"] = f"{COOKIE}={alice.cookies[COOKIE]}"
+        assert (await replay.get("/console/queue")).status_code == 200
+
+
+async def test_a_session_expires(desk: Desk, alice: httpx.AsyncClient) -> None:
+    assert (await alice.get("/console/queue")).status_code == 200
+    desk.world.clock.now += desk.world.svc.settings.review.session_ttl_ms
+    r = await alice.get("/console/queue")
+    assert r.status_code == 401 and 'data-status="401"' in r.text
+
+
+def test_the_reviewers_file_holds_argon2_hashes_mode_0600(tmp_path: Path) -> None:
+    reviewers_file = tmp_path / "reviewers.toml"
+    add_reviewer(reviewers_file, "reviewer.alice", ALICE_PW, None)
+    add_reviewer(reviewers_file, "reviewer.bob", BOB_PW, "fr")
+    text = reviewers_file.read_text()
+    assert ALICE_PW not in text and "$argon2id$" in text
+    assert stat.S_IMODE(reviewers_file.stat().st_mode) == 0o600
+    r = Reviewers.load(reviewers_file)
+    assert r.check("reviewer.alice", ALICE_PW) is not None
+    assert r.check("reviewer.alice", BOB_PW) is None
+    assert r.entries["reviewer.bob"].language == "fr"
+    os.chmod(reviewers_file, 0o644)
+    with pytest.raises(ConfigError, match="0600"):
+        Reviewers.load(reviewers_file)
+
+
+# --- 401 / 403 / 404 / 409 -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/console/queue"),
+        ("GET", "/console/case/{id}"),
+        ("GET", "/console/report"),
+        ("POST", "/console/case/{id}/decide"),
+        ("POST", "/console/case/{id}/confirm"),
+        ("POST", "/console/signout"),
+    ],
+)
+async def test_without_a_session_every_page_is_a_401_page(
+    desk: Desk, method: str, path: str
+) -> None:
+    mid = desk.world.hold()
+    async with desk.browser() as b:
+        r = await b.request(
+            method, path.format(id=mid), data={"verdict": "approve"} if method == "POST" else None
+        )
+    assert r.status_code == 401 and 'href="/console/signin' in r.text
+    assert desk.world.app.executed == [] and desk.world.log.records == []
+
+
+@pytest.mark.parametrize("token", [None, "", "forged-token"])
+async def test_a_decision_without_the_sessions_csrf_token_is_403(
+    desk: Desk, alice: httpx.AsyncClient, token: str | None
+) -> None:
+    mid = desk.world.hold()
+    data = {"verdict": "approve", "explanation": "ok"}
+    if token is not None:
+        data["csrf"] = token
+    r = await alice.post(f"/console/case/{mid}/decide", data=data)
+    assert r.status_code == 403 and "security token" in r.text
+    assert desk.world.app.executed == [] and set(desk.world.svc.held) == {mid}
+
+
+async def test_one_reviewers_csrf_token_does_not_work_in_another_session(
+    desk: Desk, alice: httpx.AsyncClient, bob: httpx.AsyncClient
+) -> None:
+    mid = desk.world.hold()
+    alices = csrf((await alice.get(f"/console/case/{mid}")).text)
+    r = await bob.post(f"/console/case/{mid}/decide", data={"verdict": "approve", "csrf": alices})
+    assert r.status_code == 403 and desk.world.app.executed == []
+
+
+async def test_an_unknown_message_is_a_404_page(desk: Desk, alice: httpx.AsyncClient) -> None:
+    token = csrf((await alice.get("/console/queue")).text)
+    unknown = "01J0000000000000000000000A"
+    assert (await alice.get(f"/console/case/{unknown}")).status_code == 404
+    r = await alice.post(
+        f"/console/case/{unknown}/decide", data={"csrf": token, "verdict": "approve"}
+    )
+    assert r.status_code == 404 and "no held message" in r.text
+
+
+async def test_a_decision_on_a_decided_message_is_a_409_page(
+    desk: Desk, alice: httpx.AsyncClient, bob: httpx.AsyncClient
+) -> None:
+    mid = desk.world.hold()
+    token = csrf((await alice.get(f"/console/case/{mid}")).text)
+    bobs = csrf((await bob.get(f"/console/case/{mid}")).text)  # bob has the page open too
+    r = await alice.post(f"/console/case/{mid}/decide", data={"csrf": token, "verdict": "approve"})
+    assert r.status_code == 303 and r.headers["location"] == "/console/queue?done=delivered"
+    r = await bob.post(f"/console/case/{mid}/decide", data={"csrf": bobs, "verdict": "approve"})
+    assert r.status_code == 409 and "déjà" in r.text  # bob reads French
+    assert (await alice.get(f"/console/case/{mid}")).status_code == 409
+    assert len(desk.world.app.executed) == 1
+
+
+# --- queue and case ------------------------------------------------------------------------
+
+
+async def test_the_queue_lists_holds_with_countdowns_and_filters(
+    desk: Desk, alice: httpx.AsyncClient
+) -> None:
+    w = desk.world
+    fr = w.hold()
+    jp = w.hold("Insulting the head of state, and fraud.", sender="JP")
+    page = (await alice.get("/console/queue")).text
+    assert page.index(fr) < page.index(jp)  # same precedence: oldest first
+    assert "24 h 00 min left" in page or "1 d 0 h left" in page
+    only_jp = (await alice.get("/console/queue", params={"sender": "JP"})).text
+    assert jp in only_jp and fr not in only_jp
+    assert fr in (await alice.get("/console/queue", params={"kind": "RED_NOTICE_REQUEST"})).text
+    assert fr not in (await alice.get("/console/queue", params={"kind": "DIFFUSION"})).text
+    assert fr not in (await alice.get("/console/queue", params={"rule": "NO-SUCH"})).text
+    assert fr in (await alice.get("/console/queue", params={"lang": "en"})).text
+    assert fr not in (await alice.get("/console/queue", params={"lang": "fr"})).text
+    w.clock.now += 25 * rw.HOUR_MS
+    await sign_in(alice, "reviewer.alice", ALICE_PW)  # the session of yesterday has ended
+    page = (await alice.get("/console/queue")).text
+    assert "Overdue by 1 h 00 min" in page and 'class="overdue"' in page
+
+
+async def test_the_case_view_marks_the_screens_words_and_escapes_the_senders_text(
+    desk: Desk, alice: httpx.AsyncClient
+) -> None:
+    hostile = "Opposition journalist <script>alert(1)</script> & elections"
+    mid = desk.world.hold(hostile)
+    page = (await alice.get(f"/console/case/{mid}")).text
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp;" in page
+    marked = re.findall(r'<mark class="hit">([^<]*)</mark>', page)
+    assert {m.lower() for m in marked} >= {"journalist", "elections"}, marked
+    screen = desk.world.svc.show(mid)["screen"]
+    assert screen["also_matched"], screen  # this text matches more than one rule
+    assert f'id="rule">{screen["rule"]}<' in page
+    assert all(f"<code>{r}</code>" in page for r in screen["also_matched"])
+    assert 'id="record"' in page and "HELD" in page  # the trail's first line
+
+
+def test_highlight_escapes_every_piece_and_marks_whole_words_only() -> None:
+    out = str(highlight('a <b>"vote"</b> & voters; Vote!', ["vote", "<b>"]))
+    assert out == (
+        'a <mark class="hit">&lt;b&gt;</mark>&#34;<mark class="hit">vote</mark>&#34;&lt;/b&gt; '
+        '&amp; voters; <mark class="hit">Vote</mark>!'
+    )
+    assert str(highlight("élections", ["élections"])) == '<mark class="hit">élections</mark>'
+
+
+# --- four-eyes through the forms ----------------------------------------------------------
+
+
+async def test_four_eyes_refusal_proposed_by_one_reviewer_confirmed_by_another(
+    desk: Desk, alice: httpx.AsyncClient, bob: httpx.AsyncClient
+) -> None:
+    w = desk.world
+    mid = w.hold()
+    token = csrf((await alice.get(f"/console/case/{mid}")).text)
+    r = await alice.post(
+        f"/console/case/{mid}/decide",
+        data={
+            "csrf": token,
+            "verdict": "reject",
+            "grounds": "POLITICAL",
+            "explanation": "Political offence (Art. 3)",
+        },
+    )
+    assert r.status_code == 303 and r.headers["location"].endswith("done=proposed")
+    page = (await alice.get(r.headers["location"])).text
+    assert "Waiting for a second reviewer" in page and 'id="confirm"' not in page
+    pid = proposal_id(page)
+    r = await alice.post(f"/console/case/{mid}/confirm", data={"csrf": token, "proposal_id": pid})
+    assert r.status_code == 403 and w.app.executed == []
+
+    page = (await bob.get(f"/console/case/{mid}")).text
+    assert 'id="confirm"' in page and "reviewer.alice" in page
+    r = await bob.post(
+        f"/console/case/{mid}/confirm", data={"csrf": csrf(page), "proposal_id": pid}
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/console/queue?done=rejected"
+    n = w.notice_to("FR", w.committed())
+    assert (n["status"], n["reason"], n["explanation"]) == (
+        "REJECTED",
+        "POLITICAL",
+        "Political offence (Art. 3)",
+    )
+    (entry,) = (e for d in w.committed() for e in d.audit)
+    assert entry.actor == "reviewer.bob" and "proposed:reviewer.alice" in (entry.reason or "")
+
+
+async def test_a_refusal_on_other_grounds_without_a_reason_is_refused_by_the_form(
+    desk: Desk, alice: httpx.AsyncClient
+) -> None:
+    mid = desk.world.hold()
+    token = csrf((await alice.get(f"/console/case/{mid}")).text)
+    r = await alice.post(
+        f"/console/case/{mid}/decide",
+        data={"csrf": token, "verdict": "reject", "grounds": "OTHER", "explanation": "no"},
+    )
+    assert r.status_code == 422 and "20 characters" in r.text
+    assert desk.world.log.records == []
+
+
+# --- languages ------------------------------------------------------------------------------
+
+
+async def test_each_reviewer_reads_their_language_and_may_switch(
+    desk: Desk, alice: httpx.AsyncClient, bob: httpx.AsyncClient
+) -> None:
+    assert "Held messages" in (await alice.get("/console/queue")).text
+    page = (await bob.get("/console/queue")).text  # bob's entry says fr
+    assert 'lang="fr"' in page and "Messages retenus" in page
+    r = await alice.post("/console/language", data={"csrf": csrf(page), "lang": "ar"})
+    assert r.status_code == 403  # bob's token in alice's session
+    token = csrf((await alice.get("/console/queue")).text)
+    await alice.post("/console/language", data={"csrf": token, "lang": "ar"})
+    page = (await alice.get("/console/queue")).text
+    assert 'dir="rtl"' in page and 'lang="ar"' in page and "الرسائل المحتجزة" in page
+
+
+@pytest.mark.parametrize("lang", ["ar", "en", "es", "fr"])
+async def test_the_sign_in_page_in_each_language(desk: Desk, lang: str) -> None:
+    async with desk.browser() as b:
+        page = (await b.get("/console/signin", params={"lang": lang})).text
+    _ = load_catalogues().gettext(lang)
+    assert f'lang="{lang}"' in page and _("Password or token") in page
+    assert ('dir="rtl"' in page) is (lang == "ar")
+
+
+def test_every_console_string_is_translated_in_every_catalogue() -> None:
+    cats = load_catalogues()
+    assert set(cats.languages) == {"ar", "en", "es", "fr"}
+    strings = ui_strings()
+    assert len(strings) > 100
+    for lang in ("ar", "es", "fr"):
+        missing = sorted(s for s in strings if s not in cats.tables[lang])
+        assert not missing, (lang, missing)
+        same = [s for s in strings if cats.tables[lang][s] == s and len(s) > 4]
+        assert len(same) <= 3, (lang, same)  # a few words are the same (Description...)
