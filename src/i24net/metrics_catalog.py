@@ -44,6 +44,7 @@ CORE_ROUTER_SERIES: tuple[str, ...] = (
     "i24net_router_directory_stations",
     "i24net_router_consumer_lag_records",
     "i24net_router_directory_serial",
+    "i24net_review_overdue",
 )
 """Series every running router exposes once it has routed traffic."""
 
