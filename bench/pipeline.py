@@ -103,6 +103,7 @@ class Service:
     proc: subprocess.Popen[bytes]
     log: Path
     port: int | None = None
+    token: str | None = None  # the bench's integrator on a gateway, when it has auth
     cpu_marks: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -179,6 +180,7 @@ class Cluster:
 
     def start_gateway(self, code: str) -> Service:
         port = _free_port()
+        token = _integrator_token(self.tmp / f"gw-{code}")
         keys = self.tmp / "keys"
         q = json.dumps
         cfg = self.tmp / f"gateway-{code}.toml"
@@ -200,7 +202,7 @@ class Cluster:
             "progress_log_s = 3600\n"
         )
         svc = self._spawn(f"gateway-{code}", ["gateway", "--config", str(cfg)])
-        svc.port = port
+        svc.port, svc.token = port, token
         return svc
 
     def start_router(self, instance: str) -> Service:
@@ -258,6 +260,31 @@ class Cluster:
             with contextlib.suppress(Exception):
                 svc.stop()
         self.services.clear()
+
+
+def _integrator_token(data_dir: Path) -> str | None:
+    """A bearer token for the bench on a gateway whose API requires one, with a rate
+    limit it never reaches (a bench measures the pipeline, not the token bucket);
+    None for a gateway without integrator auth (the code before it)."""
+    try:
+        from i24net.gateway.auth import create_integrator
+    except ImportError:
+        return None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return create_integrator(
+        data_dir / "integrators.sqlite3",  # the gateway's settings.integrators_path
+        "bench",
+        ["send", "inbox:read", "status:read"],
+        rate_per_s=100_000,
+        burst=100_000,
+    )
+
+
+def client(svc: Service, **kw: Any) -> AsyncGatewayClient:
+    """The integrator API client of a gateway, with its token when it has one."""
+    if svc.token is not None:
+        kw["token"] = svc.token
+    return AsyncGatewayClient(f"http://127.0.0.1:{svc.port}", **kw)
 
 
 class InboxWatch:
@@ -613,6 +640,7 @@ async def run(
     load_s: float = 15.0,
     trickle_rate: float = 30.0,
     trickle_s: float = 20.0,
+    idle_s: float = 5.0,
     isolated: int = 3,
     burst: int = 30,
     scale_messages: int = 3000,
@@ -649,8 +677,8 @@ async def run(
                 profiler = Profiler(profile_dir, phase="burst") if profile_dir else None
                 trickle_prof = Profiler(profile_dir, phase="trickle") if profile_dir else None
                 async with (
-                    AsyncGatewayClient(f"http://127.0.0.1:{fr.port}", max_connections=512) as cfr,
-                    AsyncGatewayClient(f"http://127.0.0.1:{jp.port}") as cjp,
+                    client(fr, max_connections=512) as cfr,
+                    client(jp) as cjp,
                 ):
                     watch = InboxWatch(cjp)
                     watch.start()
@@ -664,6 +692,16 @@ async def run(
                                 + "\n".join(s.tail(10) for s in services.values())
                             )
                         if "trickle" in parts:
+                            say(f"  idle for {idle_s:g}s: what each process burns with no traffic")
+                            out["idle"] = await idle(meter, idle_s)
+                            say(
+                                "    idle CPU, % of a core: "
+                                + ", ".join(
+                                    f"{k.removeprefix('cpu_pct_')} {v:.0f}"
+                                    for k, v in out["idle"].items()
+                                    if k.startswith("cpu_pct_")
+                                )
+                            )
                             say(
                                 f"  open-loop trickle at {trickle_rate:g} msgs/s for "
                                 f"{trickle_s:g}s (CPU per message nearly idle) ..."
@@ -730,6 +768,21 @@ async def run(
                 out["scale"] = await scale(cl, scale_messages, (1, 2), say)
         finally:
             cl.stop_all()
+    return out
+
+
+async def idle(meter: CpuMeter, seconds: float) -> dict[str, Any]:
+    """CPU of each process with no traffic at all, in % of one core: the fixed cost
+    (fetch loops, heartbeats, timers) that a trickle divides among few messages."""
+    c0 = meter.sample()
+    await asyncio.sleep(seconds)  # the phase *is* a duration: nothing to wait on
+    c1 = meter.sample()
+    wall = c1.wall_s - c0.wall_s
+    out: dict[str, Any] = {"wall_s": wall, "loadavg": loadavg()}
+    for name, v0 in c0.procs.items():
+        out[f"cpu_pct_{name}"] = (c1.procs[name] - v0) / wall * 100
+    host = c1.host_total_s - c0.host_total_s
+    out["cpu_share_host"] = (c1.host_busy_s - c0.host_busy_s) / host if host > 0 else float("nan")
     return out
 
 

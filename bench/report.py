@@ -195,6 +195,10 @@ def rows(result: dict[str, Any]) -> list[Row]:
         add(
             "transport", "EOS relay CPU per message: broker", eos.get("cpu_ms_per_msg_broker"), "ms"
         )
+    if idl := s.get("idle"):
+        for name in PROCESSES:
+            if f"cpu_pct_{name}" in idl:
+                add("idle", f"CPU with no traffic: {name}", idl[f"cpu_pct_{name}"], "% core")
     if tr := s.get("trickle"):
         trate = _num(tr.get("target_rate")) or 0.0
         cpu_rows("trickle", tr, TARGETS["trickle_cpu"])

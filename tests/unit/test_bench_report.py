@@ -93,6 +93,7 @@ RESULT: dict[str, Any] = {
         "crypto": {"seal_1k": 80.0, "open_1k": 120.0, "ratio_1k": 1.1},
         "transport": {"end_to_end_msgs_per_s": 6000.0, "latency_p99_ms": 30.0},
         "relay_baseline": {"relay_msgs_per_s": 1000.0, "cpu_ms_per_msg_relay": 0.05},
+        "idle": {"cpu_pct_router": 12.5, "cpu_pct_broker": 30.0, "wall_s": 5.0},
         "trickle": _phase(5.0, target_rate=30.0, messages=600, p50_ms=12.0, p99_ms=40.0),
         "pipeline": _phase(
             2.5,
@@ -209,6 +210,14 @@ def test_saturated_phases_carry_a_note_and_old_results_still_render() -> None:
     assert total.value == pytest.approx(20.0) and "without the broker" in total.note
     assert _row("CPU per message: router", old).value == 10.0
     assert "old method" in _row("p99 ratio flood / alone", old).note
+
+
+def test_idle_rows_are_per_process_share_of_a_core() -> None:
+    idle = [r for r in report.rows(RESULT) if r.section == "idle"]
+    assert [(r.label, r.value, r.unit) for r in idle] == [
+        ("CPU with no traffic: router", 12.5, "% core"),
+        ("CPU with no traffic: broker", 30.0, "% core"),
+    ]
 
 
 def test_sections_not_run_give_no_rows_and_nan_gives_no_verdict() -> None:
