@@ -578,3 +578,47 @@ def test_cli_writes_the_report_and_refuses_a_broken_chain(
     assert not bad.exists()
     assert main([*args[:3], "2026-13-01", *args[4:], "--bootstrap", "x:1"]) == 2
     assert "--from '2026-13-01': expected a date" in capsys.readouterr().err
+
+
+class FakeService:
+    """What console_report uses of the router's ReviewService."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.app = SimpleNamespace(conn=object(), store=STORE)
+        self.settings = SimpleNamespace(topics=SimpleNamespace(audit="p.i24.audit"))
+
+    def now(self) -> int:
+        return NOW
+
+
+async def test_console_fragment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import i24net.report as report_pkg
+    from i24net.report import console_report
+
+    records = corpus().records
+
+    async def fake_read(conn: object, topic: str) -> list[RawRecord]:
+        assert topic == "p.i24.audit"
+        return records
+
+    monkeypatch.setattr(report_pkg, "read_audit", fake_read)
+    html = str(await console_report(FakeService(), {"from": "2026-03-01", "to": "2026-04-30"}))
+    # embeddable under the console's CSP: no document, no inline style or script
+    for banned in ("<html", "<style", "<script", "style="):
+        assert banned not in html
+    assert html.count('src="data:image/png;base64,') == 3
+    assert 'name="from" value="2026-03-01"' in html
+    assert "OTHER is the largest grounds bucket" in html
+    assert "Ahmed" not in html and "FR-2026-000123" not in html
+    # by default, the year so far at the router's clock
+    html = str(await console_report(FakeService(), {}))
+    assert "from 2026-01-01" in html and "to 2026-05-02" in html
+    # a bad period and a broken chain are said, not turned into figures
+    html = str(await console_report(FakeService(), {"from": "2026-05-01", "to": "<b>"}))
+    assert 'class="report-error"' in html and "&lt;b&gt;" in html and "<b>" not in html
+    records = records[:5] + records[6:]
+    html = str(await console_report(FakeService(), {}))
+    assert 'class="report-error"' in html and "failed verification" in html
+    assert "Decisions by outcome" not in html

@@ -221,27 +221,8 @@ def charts(p: PublicReport) -> dict[str, str]:
     return out
 
 
-_TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Transparency report {{ r.period.first }} to {{ r.period.last }}</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem;
-       color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.9rem; }
-th, td { border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-tr.total td { font-weight: bold; background: #f4f4f4; }
-img { max-width: 100%; }
-.wide { overflow-x: auto; }
-.note { color: #555; font-size: 0.9rem; }
-.statement { border-left: 4px solid #e15759; padding: 0.3rem 0.8rem; background: #fff6f6; }
-code { font-size: 0.85rem; }
-</style>
-</head>
-<body>
-<h1>Transparency report: decisions on messages, {{ r.period.first }} to {{ r.period.last }}</h1>
+_FRAGMENT = """<p class="period">Decisions on messages from {{ r.period.first }}
+to {{ r.period.last }} (UTC days, both included).</p>
 <p class="note">Generated {{ generated }} from the hash-chained audit log (<code>i24.audit</code>).
 The whole log ({{ r.audit.records }} records) was verified before use: no edit, gap, reordering,
 duplicate or truncation. Chain heads, to compare with the heads the router publishes:</p>
@@ -302,6 +283,32 @@ General Secretariat, regional bureaus and representative offices are counted apa
 <li>Rules and reason codes are the identifiers of the screening policy whose digest is listed
 above; a value that does not look like one is counted as "(unrecognised)".</li>
 </ul>
+"""
+"""The report's content: no <html>, no <style>, no script, images as data: URIs, so it
+can sit inside another page under a strict Content-Security-Policy (the console's)."""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Transparency report {{ r.period.first }} to {{ r.period.last }}</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem;
+       color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+tr.total td { font-weight: bold; background: #f4f4f4; }
+img { max-width: 100%; }
+.wide { overflow-x: auto; }
+.note { color: #555; font-size: 0.9rem; }
+.statement { border-left: 4px solid #e15759; padding: 0.3rem 0.8rem; background: #fff6f6; }
+code { font-size: 0.85rem; }
+</style>
+</head>
+<body>
+<h1>Transparency report: decisions on messages, {{ r.period.first }} to {{ r.period.last }}</h1>
+{{ fragment }}
 </body>
 </html>
 """
@@ -325,18 +332,33 @@ def _table_html(t: PublicTable) -> str:
     return Markup('<div class="wide"><table>' + "\n".join(rows) + "</table></div>")
 
 
-def render_html(report: TransparencyReport) -> str:
-    """The report as one HTML file (charts inline), for ``--format html`` and the console."""
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def render_fragment(report: TransparencyReport) -> str:
+    """The report's content for embedding in a page (the review console's)."""
     p = publish(report)
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(_TEMPLATE).render(
-        r=report,
-        p=p,
-        generated=_iso(report.generated_at_ms),
-        charts=charts(p),
-        table=_table_html,
-        duration=duration,
-        primary=PRIMARY,
-        secondary=SECONDARY,
-        threshold=SMALL_CELL,
+    return (
+        _env()
+        .from_string(_FRAGMENT)
+        .render(
+            r=report,
+            p=p,
+            generated=_iso(report.generated_at_ms),
+            charts=charts(p),
+            table=_table_html,
+            duration=duration,
+            primary=PRIMARY,
+            secondary=SECONDARY,
+            threshold=SMALL_CELL,
+        )
     )
+
+
+def render_html(report: TransparencyReport) -> str:
+    """The report as one HTML file (charts inline), for ``--format html``."""
+    from markupsafe import Markup
+
+    fragment = Markup(render_fragment(report))
+    return _env().from_string(_PAGE).render(r=report, fragment=fragment)
