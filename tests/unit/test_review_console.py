@@ -24,6 +24,7 @@ import re
 import stat
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from i24net.audit import RawRecord
 from i24net.errors import ConfigError
 from i24net.router.console import COOKIE, Console, ui_strings
 from i24net.router.console.auth import Reviewers, add_reviewer
 from i24net.router.console.highlight import highlight
 from i24net.router.console.i18n import load_catalogues
 from i24net.router.review import review_router
+from i24net.router.testing import red_notice
 
 _spec = importlib.util.spec_from_file_location(
     "review_world", Path(__file__).with_name("test_router_review.py")
@@ -89,7 +92,10 @@ def make_desk(net: Any, tmp_path: Path, reviewers_file: Path, **review: Any) -> 
     async def sleep(x: float) -> None:
         slept.append(x)
 
-    desk = Desk(world, Console(world.svc, sleep=sleep))
+    async def audit() -> list[RawRecord]:
+        return list(world.audit)
+
+    desk = Desk(world, Console(world.svc, sleep=sleep, audit_source=audit))
     desk.slept = slept
     return desk
 
@@ -425,6 +431,40 @@ async def test_a_refusal_on_other_grounds_without_a_reason_is_refused_by_the_for
     )
     assert r.status_code == 422 and "20 characters" in r.text
     assert desk.world.log.records == []
+
+
+# --- transparency report ---------------------------------------------------------------------
+
+
+async def test_the_report_page_shows_the_verified_report_without_names_or_ids(
+    desk: Desk, alice: httpx.AsyncClient
+) -> None:
+    w = desk.world
+    mids = [w.hold(), w.hold("Insulting the head of state, and fraud.")]
+    form = await alice.get("/console/report")
+    assert form.status_code == 200 and 'id="report-form"' in form.text
+    day = datetime.fromtimestamp(rw.T0 / 1000, UTC).date().isoformat()
+    r = await alice.get("/console/report", params={"from": day, "to": day})
+    assert r.status_code == 200, r.text
+    assert "<script" not in r.text and "script-src" not in r.headers["content-security-policy"]
+    assert "Transparency" in r.text and "held" in r.text
+    person = red_notice("x")["subject"]
+    for secret in (*mids, person["family_name"], "Opposition journalist"):
+        assert not re.search(rf"\b{re.escape(secret)}\b", r.text), secret
+
+
+async def test_a_report_from_a_broken_chain_is_refused(
+    desk: Desk, alice: httpx.AsyncClient
+) -> None:
+    w = desk.world
+    w.hold()
+    w.hold("Insulting the head of state, and fraud.")
+    del w.audit[0]  # a gap at the start of the chain
+    day = datetime.fromtimestamp(rw.T0 / 1000, UTC).date().isoformat()
+    r = await alice.get("/console/report", params={"from": day, "to": day})
+    assert r.status_code == 503 and "failed verification" in r.text
+    r = await alice.get("/console/report", params={"from": day, "to": "2000-01-01"})
+    assert r.status_code == 422
 
 
 # --- languages ------------------------------------------------------------------------------

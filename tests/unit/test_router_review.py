@@ -40,7 +40,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from i24net.audit import Action, Chain, Entry
+from i24net.audit import Action, Chain, Entry, RawRecord
 from i24net.directory import Directory
 from i24net.envelope import Decision, Opened, Receiver, Recipients
 from i24net.errors import NotHeld, ReviewConflict, ReviewForbidden
@@ -156,6 +156,8 @@ class World:
     svc: ReviewService
     log: MemoryLog
     quarantine: list[Record] = dataclasses.field(default_factory=list)
+    audit: list[RawRecord] = dataclasses.field(default_factory=list)
+    """What this world's router wrote to ``i24.audit`` (the HELD entries of ``hold``)."""
 
     def hold(
         self,
@@ -187,6 +189,7 @@ class World:
             svc._apply(rec)
         for e in d.audit:  # the HELD entry, as the store reads it from i24.audit
             (a,) = self.app.chain.extend([e], self.clock.now)
+            self.audit.append(RawRecord(len(self.audit), a.key, a.value, tuple(a.headers)))
             for svc in self.log.readers:
                 svc._apply(Record(TOPICS.audit, 0, 0, a.key, a.value, ()))
         return h.message_id
