@@ -79,6 +79,7 @@ from i24net.demo import POLICY, Net, gateway_toml
 from i24net.directory import MANIFEST_KEY
 from i24net.envelope import Recipients
 from i24net.errors import IntakeRefusedError, ServiceError
+from i24net.gateway.auth import create_integrator
 from i24net.kafka import KafkaConnection, ensure_topics
 from i24net.kafka.broker import free_port
 from i24net.kafka.cluster import Cluster, ClusterSettings
@@ -446,6 +447,7 @@ class Soak:
         self.conn = self.cluster.admin_connection()
         self.daemons = Daemons(self.base / "logs")
         self.ports: dict[str, int] = {}
+        self.tokens: dict[str, str] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.out_copies: collections.Counter[str] = collections.Counter()
 
@@ -479,6 +481,16 @@ class Soak:
         kafka = Net(self.cluster.bootstrap, self.conn)
         for code in GATEWAYS:
             self.ports[code] = free_port()
+            # the soak's integrator (loopback, plain HTTP): a token, a rate it never reaches
+            token = create_integrator(
+                self.base / f"gw-{code}" / "integrators.sqlite3",
+                "soak",
+                ["send", "inbox:read", "status:read", "operator"],
+                rate_per_s=100_000,
+                burst=100_000,
+            )
+            assert token is not None
+            self.tokens[code] = token
             cfg = gateway_toml(code, self.base, kafka, self.ports[code])
             self.daemons.start(f"gateway-{code}", "gateway", "--config", str(cfg))
         await wait_http(self.url("router") + "/readyz", self.daemons, 120)
@@ -704,7 +716,9 @@ class Soak:
         out: dict[str, Any] = {}
         for code in GATEWAYS:
             ids: list[str] = []
-            async with AsyncGatewayClient(self.url(code), timeout=60) as gw:
+            async with AsyncGatewayClient(
+                self.url(code), timeout=60, token=self.tokens[code]
+            ) as gw:
                 cursor = 0
                 while True:
                     page = await gw.inbox(after=cursor, limit=1000)
@@ -746,7 +760,9 @@ class Soak:
             **self.conn.client_kwargs(), enable_idempotence=True, request_timeout_ms=30_000
         )
         await producer.start()
-        clients = {c: AsyncGatewayClient(self.url(c), timeout=30) for c in GATEWAYS}
+        clients = {
+            c: AsyncGatewayClient(self.url(c), timeout=30, token=self.tokens[c]) for c in GATEWAYS
+        }
         background = [
             asyncio.create_task(monitor(self.conn, self.topics, st, stop)),
             asyncio.create_task(out_reader(self.conn, self.topics, forger, stop)),

@@ -1,24 +1,38 @@
 """A small Python client for a gateway's integrator API (sync and async, over httpx).
 
     from i24net.client import GatewayClient
-    with GatewayClient("http://127.0.0.1:8024") as gw:
+    with GatewayClient("https://gw.bureau.example:8024", token=token, ca_file="ca.pem") as gw:
         mid = gw.send("POLICE_MESSAGE", to=["JP"], payload={...}, precedence="FLASH")
         gw.status(mid)["status"]
         for m in gw.inbox(wait=30)["messages"]: ...
 
+Every request authenticates (docs/gateway.md, "Setting up a bureau's
+integrators"): ``token`` (or ``token_file``, read once) is sent as
+``Authorization: Bearer``; ``cert_file``/``key_file`` are a client
+certificate for mutual TLS; ``ca_file`` is the CA the gateway's own
+certificate must chain to (default: the system's). The token is never in
+``repr``, logs or error messages.
+
 Refusals raise :class:`i24net.errors.IntakeRefusedError` (``code``,
-``http_status``); a full outbox or a stopping gateway raises it with 503 and
-``retriable`` true; an unreachable gateway raises ``ServiceError``.
+``http_status``: 401 ``unauthenticated``, 403 ``forbidden``, 429
+``rate_limited`` with ``retriable`` true, ...); a full outbox or a stopping
+gateway raises it with 503 and ``retriable`` true; an unreachable gateway
+(or a refused TLS handshake) raises ``ServiceError``.
 """
 
 from __future__ import annotations
 
 import base64
+import ssl
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from i24net.errors import IntakeRefusedError, ServiceError
+from i24net.errors import ConfigError, IntakeRefusedError, ServiceError
+
+TOKEN_FILE_ENV = "I24NET_TOKEN_FILE"
+"""The environment variable the CLI reads a token file's path from (``--token-file``)."""
 
 
 class _Retriable(IntakeRefusedError):
@@ -50,7 +64,7 @@ def _check(r: httpx.Response) -> Any:
         code, detail = str(err["error"]), str(err["detail"])
     except (ValueError, KeyError, TypeError):
         code, detail = "http_error", r.text[:500]
-    cls = _Retriable if r.status_code == 503 else IntakeRefusedError
+    cls = _Retriable if r.status_code in (429, 503) else IntakeRefusedError
     raise cls(code, detail, http_status=r.status_code)
 
 
@@ -58,11 +72,60 @@ def _headers(idempotency_key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": idempotency_key} if idempotency_key else {}
 
 
+def read_token_file(path: Path) -> str:
+    """The token in ``path`` (one line), which must be private to its owner (0600)."""
+    try:
+        mode = path.stat().st_mode
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"token file {path} is unreadable: {type(exc).__name__}") from None
+    if mode & 0o077:
+        raise ConfigError(f"token file {path} is accessible to others; run `chmod 600 {path}`")
+    if not token:
+        raise ConfigError(f"token file {path} is empty")
+    return token
+
+
+class _Credentials:
+    """What both clients pass to httpx: the bearer header and the TLS context."""
+
+    def __init__(
+        self,
+        token: str | None,
+        token_file: Path | None,
+        cert_file: Path | None,
+        key_file: Path | None,
+        ca_file: Path | None,
+    ) -> None:
+        if token is None and token_file is not None:
+            token = read_token_file(token_file)
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.verify: ssl.SSLContext | bool = True
+        if ca_file is not None or cert_file is not None:
+            ctx = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+            if cert_file is not None:
+                ctx.load_cert_chain(str(cert_file), None if key_file is None else str(key_file))
+            self.verify = ctx
+
+
 class GatewayClient:
     """Synchronous client."""
 
-    def __init__(self, base_url: str, *, timeout: float = 60.0) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=timeout)
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 60.0,
+        token: str | None = None,
+        token_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
+        cred = _Credentials(token, token_file, cert_file, key_file, ca_file)
+        self._http = httpx.Client(
+            base_url=base_url, timeout=timeout, headers=cred.headers, verify=cred.verify
+        )
 
     def __enter__(self) -> GatewayClient:
         return self
@@ -117,13 +180,27 @@ class GatewayClient:
 
 
 class AsyncGatewayClient:
-    """Asynchronous client, same methods as :class:`GatewayClient`."""
+    """Asynchronous client, same methods and credentials as :class:`GatewayClient`."""
 
-    def __init__(self, base_url: str, *, timeout: float = 60.0, max_connections: int = 100) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 60.0,
+        max_connections: int = 100,
+        token: str | None = None,
+        token_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
+        cred = _Credentials(token, token_file, cert_file, key_file, ca_file)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout,
             limits=httpx.Limits(max_connections=max_connections),
+            headers=cred.headers,
+            verify=cred.verify,
         )
 
     async def __aenter__(self) -> AsyncGatewayClient:

@@ -6,7 +6,10 @@ and ``i24net router`` daemons as separate processes, PyNaCl, Avro, SQLite):
 1. starts a local Kafka broker (KRaft, loopback);
 2. generates keys for every member country's NCB and the GS, signs the
    directory with a fresh GS root key, creates the topics;
-3. starts the router and three bureau gateways (FR, JP, BR);
+3. starts the router and three bureau gateways (FR, JP, BR), their APIs over
+   TLS (a development CA), each with one integrator (the bureau's
+   case-management system) authenticated by a bearer token: a request
+   without one is refused 401;
 4. FR asks for a Red Notice about a fraud suspect, to ALL stations: the
    router screens it and delivers it to every station; JP and BR show it,
    verified, in their inboxes and FR sees the receipts;
@@ -26,8 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -40,8 +45,10 @@ import httpx
 
 from i24net.client import GatewayClient
 from i24net.directory import MANIFEST_KEY
+from i24net.gateway.auth import create_integrator
 from i24net.kafka import Broker, BrokerSettings, KafkaConnection
 from i24net.kafka.broker import free_port
+from i24net.kafka.security import CertificateAuthority, issue_certificate, write_dev_pki
 from i24net.router.settings import Topics
 from i24net.router.testing import (
     build_network,
@@ -113,8 +120,39 @@ def wait_until(check: Callable[[], bool], within_s: float, what: str, procs: Pro
     raise TimeoutError(f"timed out after {within_s:.0f}s waiting for {what}")
 
 
-def ready(url: str) -> bool:
-    return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+def ready(url: str, verify: ssl.SSLContext | bool = True) -> bool:
+    return httpx.get(f"{url}/readyz", timeout=2, verify=verify).status_code == 200
+
+
+@dataclass(frozen=True)
+class ApiTls:
+    """The gateways' API certificates, issued by a development CA (the project's CA code)."""
+
+    directory: Path
+    ca_file: Path
+    ca: CertificateAuthority
+
+    @classmethod
+    def create(cls, directory: Path) -> ApiTls:
+        pki = write_dev_pki(directory, broker_names=())
+        return cls(
+            directory,
+            pki.ca_file,
+            CertificateAuthority(pki.ca_file.read_bytes(), pki.ca_key_file.read_bytes()),
+        )
+
+    def server(self, code: str) -> tuple[Path, Path]:
+        """Certificate and key files (0600) of ``code``'s gateway API."""
+        issued = issue_certificate(self.ca, f"gateway-{code}")
+        cert, key = self.directory / f"gateway-{code}.pem", self.directory / f"gateway-{code}.key"
+        cert.write_bytes(issued.cert_pem + issued.ca_pem)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(issued.key_pem)
+        return cert, key
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
 
 @dataclass(frozen=True)
@@ -139,8 +177,20 @@ class Net:
         return lines
 
 
-def gateway_toml(code: str, base: Path, net: Net, port: int) -> Path:
+def gateway_toml(code: str, base: Path, net: Net, port: int, tls: ApiTls | None = None) -> Path:
+    """``code``'s gateway settings; with ``tls``, its API over TLS (client certificates from
+    the same CA accepted), else plain HTTP on loopback."""
     path = base / f"gateway-{code}.toml"
+    api_tls: list[str] = []
+    if tls is not None:
+        cert, key = tls.server(code)
+        api_tls = [
+            "[api.tls]",
+            f'cert_file = "{cert}"',
+            f'key_file = "{key}"',
+            f'client_ca_file = "{tls.ca_file}"',
+            'client_cert = "optional"',
+        ]
     path.write_text(
         "\n".join(
             [
@@ -157,6 +207,7 @@ def gateway_toml(code: str, base: Path, net: Net, port: int) -> Path:
                 "[api]",
                 'host = "127.0.0.1"',
                 f"port = {port}",
+                *api_tls,
                 "[outbox]",
                 "retry_backoff_s = 0.5",
                 "",
@@ -279,24 +330,44 @@ def _scenario(base: Path, kafka: Net, procs: Processes, t0: float) -> int:
     router_cfg.write_text(router_toml)
     procs.start("router", "router", "--config", str(router_cfg))
     urls: dict[str, str] = {}
+    tokens: dict[str, str] = {}
+    tls = ApiTls.create(base / "api-tls")
     for code in GATEWAYS:
         port = free_port()
-        urls[code] = f"http://127.0.0.1:{port}"
+        urls[code] = f"https://127.0.0.1:{port}"
+        # what `i24net gateway integrators add` does; the token is shown once, kept here
+        token = create_integrator(
+            base / f"gw-{code}" / "integrators.sqlite3",
+            "case-management",
+            ["send", "inbox:read", "status:read"],
+        )
+        assert token is not None
+        tokens[code] = token
         procs.start(
             f"gateway-{code}",
             "gateway",
             "--config",
-            str(gateway_toml(code, base, kafka, port)),
+            str(gateway_toml(code, base, kafka, port, tls)),
         )
     router_url = f"http://127.0.0.1:{router_port}"
     wait_until(lambda: ready(router_url), 90, "the router", procs)
+    ctx = tls.context()
     for code, url in urls.items():
-        wait_until(lambda url=url: ready(url), 60, f"gateway {code}", procs)  # type: ignore[misc]
+        wait_until(lambda url=url: ready(url, ctx), 60, f"gateway {code}", procs)  # type: ignore[misc]
     say(f"    router {router_url}  gateways " + "  ".join(f"{c} {u}" for c, u in urls.items()))
+    anonymous = httpx.get(f"{urls['FR']}/v1/inbox", timeout=5, verify=ctx)
+    say(
+        "    gateway APIs over TLS (dev CA); each bureau's case-management system holds a "
+        "bearer token (integrator case-management: send, inbox:read, status:read); "
+        f"FR's inbox without one: {anonymous.status_code} {anonymous.json().get('error')}"
+    )
     if kafka.credentials is not None:
         answer = asyncio.run(try_read_as("FR", "i24.in.JP", kafka))
         say(f"    FR's broker credentials trying to read JP's inbox topic: {answer}")
-    clients = {code: GatewayClient(url, timeout=30) for code, url in urls.items()}
+    clients = {
+        code: GatewayClient(url, timeout=30, token=tokens[code], ca_file=tls.ca_file)
+        for code, url in urls.items()
+    }
     try:
         return _exchanges(clients, router_url, router_cfg, procs, t0)
     finally:

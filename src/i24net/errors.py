@@ -28,6 +28,8 @@ I24Error                          root; ``retriable`` says whether trying again 
 └── ServiceError                  gateway/router runtime failures
     ├── OutboxFullError           the gateway's disk bound is reached (retriable: 503)
     ├── IntakeRefusedError        a submitted message is refused; ``code`` names why (4xx)
+    ├── AuthenticationError       a gateway request without valid credentials (401);
+    │                             ``reason`` (an AuthFailure) goes to logs and metrics only
     ├── NotHeld                   no undecided hold with that message id (router review, 404)
     ├── ReviewConflict            the hold is already decided, claimed or has a pending
     │                             proposal (router review, 409)
@@ -214,6 +216,36 @@ class ReviewConflict(ServiceError):
 class ReviewForbidden(ServiceError):
     """The reviewer may not take this action: four-eyes forbids confirming one's own
     proposal (the router's review service; 403)."""
+
+
+class AuthFailure(enum.StrEnum):
+    """Why a gateway request was not authenticated: bounded label values for metrics.
+
+    The client is told only "not authenticated" (401); the reason is for the
+    operator (``i24net_gateway_auth_failures_total{reason}``), not the caller.
+    """
+
+    MISSING = "missing"
+    """Neither a bearer token nor a client certificate bound to an integrator."""
+    MALFORMED = "malformed"
+    """An ``Authorization`` header that is not ``Bearer i24t.<id>.<secret>``."""
+    UNKNOWN = "unknown"
+    """A token id or client certificate no integrator has."""
+    BAD_TOKEN = "bad_token"
+    """The token id exists, the secret does not match its hash."""
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    CERT_MISMATCH = "cert_mismatch"
+    """The integrator is bound to a client certificate and the request did not present it
+    (or presented another integrator's)."""
+
+
+class AuthenticationError(ServiceError):
+    """A gateway request carries no valid credential; ``reason`` is for logs and metrics."""
+
+    def __init__(self, reason: AuthFailure) -> None:
+        super().__init__(f"not authenticated ({reason.value})")
+        self.reason = reason
 
 
 class UnverifiedAuditError(I24Error):

@@ -72,6 +72,7 @@ from aiokafka.errors import KafkaError
 from i24net.audit.topic import prime
 from i24net.client import AsyncGatewayClient
 from i24net.errors import IntakeRefusedError, ServiceError
+from i24net.gateway.auth import create_integrator
 from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
 from i24net.kafka.cluster import Cluster, ClusterSettings
 from i24net.router.app import topic_specs
@@ -278,6 +279,19 @@ class Services:
                 p.wait(5)
 
 
+def gateway_token(tmp: Path, code: str) -> str:
+    """An integrator of ``code``'s gateway (in its data_dir's store, before it starts)."""
+    token = create_integrator(
+        tmp / f"gw-{code}" / "integrators.sqlite3",
+        "tester",
+        ["send", "inbox:read", "status:read", "operator"],
+        rate_per_s=10_000,
+        burst=10_000,
+    )
+    assert token is not None
+    return token
+
+
 def gateway_config(tmp: Path, code: str, bootstrap: str, prefix: str, port: int) -> Path:
     keys = tmp / "keys"
     return write_toml(
@@ -387,12 +401,16 @@ async def test_kill_9_of_a_broker_under_the_real_pipeline_delivers_exactly_once(
     services.start("gateway-JP", "gateway", "--config", str(jp_cfg))
     try:
         await wait_http(f"http://127.0.0.1:{router_port}/readyz", services, 90)
-        await wait_http(f"http://127.0.0.1:{fr_port}/v1/status", services, 60)
-        await wait_http(f"http://127.0.0.1:{jp_port}/v1/status", services, 60)
+        await wait_http(f"http://127.0.0.1:{fr_port}/healthz", services, 60)
+        await wait_http(f"http://127.0.0.1:{jp_port}/healthz", services, 60)
         ready_s = time.monotonic() - t_start
         async with (
-            AsyncGatewayClient(f"http://127.0.0.1:{fr_port}", timeout=30) as fr,
-            AsyncGatewayClient(f"http://127.0.0.1:{jp_port}", timeout=60) as jp,
+            AsyncGatewayClient(
+                f"http://127.0.0.1:{fr_port}", timeout=30, token=gateway_token(tmp_path, "FR")
+            ) as fr,
+            AsyncGatewayClient(
+                f"http://127.0.0.1:{jp_port}", timeout=60, token=gateway_token(tmp_path, "JP")
+            ) as jp,
         ):
             result = await run_traffic(
                 cluster, conn, topics, services, fr, jp, victim, transactional_id

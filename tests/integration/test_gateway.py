@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from i24net.envelope import (
 )
 from i24net.errors import VerificationError
 from i24net.gateway import Gateway, Settings, inbox, parse_settings
+from i24net.gateway.auth import create_integrator
 from i24net.gateway.outbox import STATUS_ORDER
 from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
 from i24net.keys import RootSecrets, StationSecrets, save_root, save_station
@@ -56,6 +57,7 @@ class World:
     prefix: str
     secrets: dict[str, StationSecrets]
     directory: Directory
+    tokens: dict[str, str] = field(default_factory=dict)
 
     def settings(self, code: str, bootstrap: str, **over: Any) -> Settings:
         raw: dict[str, Any] = {
@@ -81,6 +83,24 @@ class World:
             else:
                 raw[k] = v
         return parse_settings(raw)
+
+    def token(self, code: str) -> str:
+        """The bearer token of integrator ``tester`` (every scope) at ``code``'s gateway,
+        created in its store (``<data_dir>/integrators.sqlite3``) on first use."""
+        if code not in self.tokens:
+            path = self.dir / f"gw-{code}" / "integrators.sqlite3"
+            scopes = ["send", "inbox:read", "status:read", "operator"]
+            token = create_integrator(path, "tester", scopes, rate_per_s=10_000, burst=10_000)
+            assert token is not None
+            self.tokens[code] = token
+        return self.tokens[code]
+
+    def headers(self, code: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(code)}"}
+
+    def client(self, code: str, port: int, **kw: Any) -> AsyncGatewayClient:
+        """An authenticated client of ``code``'s gateway on ``port``."""
+        return AsyncGatewayClient(f"http://127.0.0.1:{port}", token=self.token(code), **kw)
 
     def toml(self, code: str, bootstrap: str, port: int, extra: str = "") -> Path:
         p = self.dir / f"{code}.toml"
@@ -265,8 +285,8 @@ async def test_two_gateways_round_trip(world: World, kafka_conn: KafkaConnection
         Gateway(world.settings("FR", boot)) as fr,
         Gateway(world.settings("JP", boot)) as jp,
         running(router.run),
-        AsyncGatewayClient(f"http://127.0.0.1:{fr.port}") as cfr,
-        AsyncGatewayClient(f"http://127.0.0.1:{jp.port}") as cjp,
+        world.client("FR", fr.port) as cfr,
+        world.client("JP", jp.port) as cjp,
     ):
         mid = await cfr.send("POLICE_MESSAGE", to=["JP"], payload=PM, precedence="FLASH")
         got = await cjp.inbox(wait=20)
@@ -300,7 +320,9 @@ async def test_two_gateways_round_trip(world: World, kafka_conn: KafkaConnection
         with pytest.raises(Exception) as ei:
             await cfr.send("POLICE_MESSAGE", to=["BR"], payload=PM, idempotency_key="k1")
         assert getattr(ei.value, "code", None) == "idempotency_conflict"
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{fr.port}") as h:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{fr.port}", headers=world.headers("FR")
+        ) as h:
             assert (await h.get("/openapi.json")).json()["paths"]["/v1/messages"]
             assert (await h.get("/docs")).status_code == 200
             assert (await h.get("/readyz")).status_code == 200
@@ -417,7 +439,10 @@ async def test_bad_input_and_forged_envelopes(world: World, kafka_conn: KafkaCon
 
     await make_topics(kafka_conn, world.prefix)
     s = world.settings("JP", kafka_conn.bootstrap, api={"max_request_bytes": 64 << 10})
-    async with Gateway(s) as jp, httpx.AsyncClient(base_url=f"http://127.0.0.1:{jp.port}") as h:
+    async with (
+        Gateway(s) as jp,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{jp.port}", headers=world.headers("JP")) as h,
+    ):
 
         async def refused(body: dict[str, Any]) -> tuple[int, str]:
             r = await h.post("/v1/messages", json=body)
@@ -578,8 +603,8 @@ async def test_kill_9_mid_stream_then_restart(world: World, kafka_conn: KafkaCon
         async with (
             Gateway(world.settings("JP", kafka_conn.bootstrap)) as jp,
             running(router.run),
-            AsyncGatewayClient(url) as cfr,
-            AsyncGatewayClient(f"http://127.0.0.1:{jp.port}") as cjp,
+            world.client("FR", port) as cfr,
+            world.client("JP", jp.port) as cjp,
         ):
             await wait_http(url)
             sender = asyncio.create_task(submit_many(cfr, keys, accepted))
@@ -639,8 +664,8 @@ async def test_broker_down_30s_intake_keeps_accepting(
     async with (
         Gateway(world.settings("FR", broker.bootstrap)) as fr,
         Gateway(world.settings("JP", broker.bootstrap)) as jp,
-        AsyncGatewayClient(f"http://127.0.0.1:{fr.port}") as cfr,
-        AsyncGatewayClient(f"http://127.0.0.1:{jp.port}") as cjp,
+        world.client("FR", fr.port) as cfr,
+        world.client("JP", jp.port) as cjp,
     ):
         router = FakeRouter(world, conn, ("FR", "JP"))
         async with running(router.run):
@@ -691,7 +716,7 @@ async def test_receiving_gateway_killed_mid_batch(
     async with (
         Gateway(world.settings("FR", kafka_conn.bootstrap)) as fr,
         running(router.run),
-        AsyncGatewayClient(f"http://127.0.0.1:{fr.port}") as cfr,
+        world.client("FR", fr.port) as cfr,
     ):
         sent = [await cfr.send("POLICE_MESSAGE", to=["JP"], payload=PM) for _ in range(n)]
         await wait_until(lambda: router.routed >= n, 60, "every message routed to JP")
@@ -716,7 +741,7 @@ async def test_receiving_gateway_killed_mid_batch(
         proc = spawn_gateway(world.toml("JP", kafka_conn.bootstrap, port), world.dir / "jp.log")
         try:
             await wait_http(url)
-            async with AsyncGatewayClient(url) as cjp:
+            async with world.client("JP", port) as cjp:
 
                 async def all_stored() -> bool:
                     return len(await inbox_ids(cjp)) >= n

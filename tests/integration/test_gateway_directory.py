@@ -33,6 +33,7 @@ from i24net.directory import (
 )
 from i24net.envelope import Header, Language, Precedence, Recipients, Router, Sender, new_message_id
 from i24net.gateway import Gateway, Settings, parse_settings
+from i24net.gateway.auth import create_integrator
 from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
 from i24net.keys import RootSecrets, StationSecrets, save_root, save_station
 from i24net.replay import ReplayWindow
@@ -44,6 +45,13 @@ pytestmark = pytest.mark.kafka
 STORE = SchemaStore.default()
 STATIONS = ("FR", "GS", "JP")
 PM = {"subject_line": "stolen car", "text": "plate AB-123-CD", "attachments": []}
+
+
+def authorised(gw: Gateway) -> dict[str, str]:
+    """The ``Authorization`` header of a new integrator of ``gw`` with every scope."""
+    scopes = ["send", "inbox:read", "status:read", "operator"]
+    token = create_integrator(gw.settings.integrators_path, "tester", scopes)
+    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -206,7 +214,7 @@ async def test_station_added_and_rekeyed_on_the_topic_after_start(
     later = Directory([*(r for r in w.directory if r.station != "FR"), fr2, w.record(de)])
     async with (
         Gateway(w.settings("JP", kafka_conn.bootstrap)) as jp,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{jp.port}") as h,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{jp.port}", headers=authorised(jp)) as h,
     ):
         api = Api(h)
         assert jp.follower is not None and jp.follower.caught_up.is_set()
@@ -247,7 +255,7 @@ async def test_revocation_on_the_topic_rejects_later_envelopes(
     fr = w.secrets["FR"]
     async with (
         Gateway(w.settings("JP", kafka_conn.bootstrap)) as jp,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{jp.port}") as h,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{jp.port}", headers=authorised(jp)) as h,
     ):
         api = Api(h)
         before, env = delivery(w, w.directory, fr)
@@ -338,7 +346,7 @@ async def test_compacted_rollback_to_before_a_revocation_is_not_trusted(
         await producer.stop()
     async with (
         Gateway(w.settings("JP", kafka_conn.bootstrap)) as jp,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{jp.port}") as h,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{jp.port}", headers=authorised(jp)) as h,
     ):
         api = Api(h)
         assert jp.follower is not None and jp.follower.caught_up.is_set()

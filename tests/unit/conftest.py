@@ -8,11 +8,34 @@ from typing import Any
 
 import pytest
 
+from i24net.gateway.auth import create_integrator
 from i24net.gateway.settings import Settings, parse_settings
 from i24net.keys import save_root, save_station
 from i24net.schemas import SchemaStore
 
 GatewaySettingsFactory = Callable[..., Settings]
+
+EVERY_SCOPE = ("send", "inbox:read", "status:read", "operator")
+
+
+def bearer(
+    settings: Settings, name: str = "tester", scopes: Any = EVERY_SCOPE, **kw: Any
+) -> dict[str, str]:
+    """Add integrator ``name`` to the gateway's store; the ``Authorization`` header it sends.
+
+    Tests are not rate tests unless they say so: a generous rate unless given."""
+    kw.setdefault("rate_per_s", 10_000.0)
+    kw.setdefault("burst", 10_000)
+    token = create_integrator(settings.integrators_path, name, scopes, **kw)
+    assert token is not None
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def authorize() -> Callable[..., dict[str, str]]:
+    """``authorize(settings, name="tester", scopes=EVERY_SCOPE, **create_integrator kw)``:
+    the headers of a new integrator of that gateway (see :func:`bearer`)."""
+    return bearer
 
 
 @pytest.fixture

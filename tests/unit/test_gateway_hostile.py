@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from i24net.directory import Directory, StationRecord
-from i24net.gateway import Gateway
+from i24net.gateway import Gateway, Settings
 from i24net.keys import RootSecrets, StationSecrets
 from i24net.schemas import SchemaStore
 from i24net.stations import station
@@ -46,8 +46,8 @@ def world() -> tuple[dict[str, StationSecrets], Directory, RootSecrets]:
 
 
 @pytest.fixture
-async def gw(world: Any, gateway_settings: Any) -> AsyncIterator[Gateway]:
-    settings = gateway_settings(
+def settings(world: Any, gateway_settings: Any) -> Settings:
+    return gateway_settings(  # type: ignore[no-any-return]
         world,
         STORE,
         shutdown_grace_s=2,
@@ -57,13 +57,25 @@ async def gw(world: Any, gateway_settings: Any) -> AsyncIterator[Gateway]:
             "max_headers": MAX_HEADERS,
         },
     )
+
+
+@pytest.fixture
+def headers(settings: Settings, authorize: Any) -> dict[str, str]:
+    """The ``Authorization`` header of an integrator with every scope."""
+    return authorize(settings)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def gw(settings: Settings, headers: dict[str, str]) -> AsyncIterator[Gateway]:
     async with Gateway(settings, store=STORE) as g:
         yield g
 
 
 @pytest.fixture
-async def client(gw: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=20) as c:
+async def client(gw: Gateway, headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{gw.port}", timeout=20, headers=headers
+    ) as c:
         yield c
 
 
@@ -169,7 +181,7 @@ async def test_heads_within_bounds_and_keep_alive_still_work(gw: Gateway) -> Non
 # --- bodies: the documented refusal, not FastAPI's ------------------------------------
 
 
-async def test_chunked_body_over_the_limit_is_413(gw: Gateway) -> None:
+async def test_chunked_body_over_the_limit_is_413(gw: Gateway, headers: dict[str, str]) -> None:
     body = json.dumps(message(payload={**PM, "text": "x" * (2 * MAX_REQUEST)})).encode()
     chunks = b"".join(
         b"%x\r\n%s\r\n" % (len(body[i : i + 8192]), body[i : i + 8192])
@@ -178,7 +190,10 @@ async def test_chunked_body_over_the_limit_is_413(gw: Gateway) -> None:
     data, _ = await raw(
         gw,
         b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n",
+        + f"Authorization: {headers['Authorization']}\r\n".encode()
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + chunks
+        + b"0\r\n\r\n",
     )
     status, _, resp = parse_response(data)
     assert status == 413

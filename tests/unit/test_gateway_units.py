@@ -453,9 +453,10 @@ def roomy(gateway_settings: Any, world: Any) -> Iterator[Gateway]:
     gw._close()
 
 
-async def test_outbox_full_is_503_with_retry_after(gateway: Gateway) -> None:
+async def test_outbox_full_is_503_with_retry_after(gateway: Gateway, authorize: Any) -> None:
     transport = httpx.ASGITransport(app=gateway.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+    headers = authorize(gateway.settings)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw", headers=headers) as c:
         body = {"kind": "POLICE_MESSAGE", "to": ["JP"], "payload": PM}
         for _ in range(2):
             assert (await c.post("/v1/messages", json=body)).status_code == 202
@@ -562,9 +563,10 @@ def test_status_never_moves_backwards(world: Any, db: Database) -> None:
     ]
 
 
-async def test_stopping_gateway_refuses_with_503(gateway: Gateway) -> None:
+async def test_stopping_gateway_refuses_with_503(gateway: Gateway, authorize: Any) -> None:
     transport = httpx.ASGITransport(app=gateway.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+    headers = authorize(gateway.settings)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw", headers=headers) as c:
         body = {"kind": "POLICE_MESSAGE", "to": ["JP"], "payload": PM}
         assert (await c.post("/v1/messages", json=body)).status_code == 202
         gateway.stop()

@@ -4,6 +4,9 @@ i24net inbox                 # unacknowledged messages
 i24net inbox --follow        # long-poll, print each new message as one JSON line
 i24net inbox --show ID       # one message with its payload
 i24net inbox --ack ID ...
+
+Credentials as for ``i24net send`` (``--token-file`` or ``$I24NET_TOKEN_FILE``,
+``--cert``/``--key``, ``--cacert``).
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ import json
 import os
 from typing import Any
 
-from i24net.cli.send import DEFAULT_URL
-from i24net.client import GatewayClient
+from i24net.cli.send import DEFAULT_URL, add_credentials, client
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("inbox", help="read a gateway's verified inbox (its HTTP API)")
     p.add_argument("--url", default=os.environ.get("I24NET_GATEWAY", DEFAULT_URL))
+    add_credentials(p)
     p.add_argument("--all", action="store_true", help="acknowledged messages too")
     p.add_argument("--after", type=int, default=0, help="cursor to start after")
     p.add_argument("--follow", action="store_true", help="wait for new messages (Ctrl-C ends)")
@@ -29,7 +32,7 @@ def register(sub: Any) -> None:
 
 
 def _inbox(args: argparse.Namespace) -> int:
-    with GatewayClient(args.url) as gw:
+    with client(args) as gw:
         if args.show:
             print(json.dumps(gw.fetch(args.show), indent=2))
             return 0

@@ -3,6 +3,10 @@
     i24net send --to JP --kind POLICE_MESSAGE \\
         --json '{"subject_line": "stolen car", "text": "plate AB-123-CD", "attachments": []}'
     i24net send --to JP --avro message.avro --precedence FLASH
+
+Credentials (docs/gateway.md, "Setting up a bureau's integrators"):
+``--token-file`` (default ``$I24NET_TOKEN_FILE``), and for mutual TLS
+``--cert``/``--key``; ``--cacert`` is the CA of the gateway's certificate.
 """
 
 from __future__ import annotations
@@ -14,9 +18,33 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from i24net.client import GatewayClient
+from i24net.client import TOKEN_FILE_ENV, GatewayClient
 
 DEFAULT_URL = "http://127.0.0.1:8024"
+
+
+def add_credentials(p: argparse.ArgumentParser) -> None:
+    """``--token-file``, ``--cert``, ``--key``, ``--cacert`` (shared with ``i24net inbox``)."""
+    env = os.environ.get(TOKEN_FILE_ENV)
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        default=Path(env) if env else None,
+        help=f"file holding the integrator's bearer token, mode 0600 (default: ${TOKEN_FILE_ENV})",
+    )
+    p.add_argument("--cert", type=Path, help="client certificate (PEM) for mutual TLS")
+    p.add_argument("--key", type=Path, help="its private key (PEM), if not in --cert")
+    p.add_argument("--cacert", type=Path, help="CA bundle the gateway's certificate chains to")
+
+
+def client(args: argparse.Namespace) -> GatewayClient:
+    return GatewayClient(
+        args.url,
+        token_file=args.token_file,
+        cert_file=args.cert,
+        key_file=args.key,
+        ca_file=args.cacert,
+    )
 
 
 def register(sub: Any) -> None:
@@ -26,6 +54,7 @@ def register(sub: Any) -> None:
         default=os.environ.get("I24NET_GATEWAY", DEFAULT_URL),
         help="gateway API (default: $I24NET_GATEWAY or %(default)s)",
     )
+    add_credentials(p)
     p.add_argument("--to", action="append", default=[], help="recipient station (repeatable)")
     p.add_argument("--all", action="store_true", help="every station")
     p.add_argument("--region", help="a regional group, e.g. EUROPE")
@@ -69,7 +98,7 @@ def _send(args: argparse.Namespace) -> int:
         options["region"] = args.region
     if args.expires_in:
         options["expires_in_s"] = args.expires_in
-    with GatewayClient(args.url) as gw:
+    with client(args) as gw:
         mid = gw.send(
             args.kind,
             to=args.to,

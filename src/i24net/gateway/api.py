@@ -3,6 +3,17 @@
 Every refusal is JSON ``{"error": <code>, "detail": <text>}`` with a
 specific code (``docs/gateway.md`` lists them). ``202`` is sent only after
 the sealed envelope is committed to the SQLite outbox.
+
+Every path but ``OPEN_PATHS`` (health, readiness, metrics, the OpenAPI
+document) is authenticated by :class:`Authenticate`, an ASGI middleware
+that runs **before** the body is read: a request without a valid bearer
+token or client certificate gets 401 (``WWW-Authenticate: Bearer``) after
+a delay that grows with its peer's recent failures, and an integrator over
+its rate gets 429 with ``Retry-After``. Each route then checks the
+integrator's scope (403 ``forbidden``; see ``gateway/auth.py``): the inbox
+shows an integrator only the kinds its ``inbox:read`` scope names, and it
+may acknowledge only those; a message's status is shown to the integrator
+that sent it (and to operators).
 """
 
 from __future__ import annotations
@@ -12,12 +23,14 @@ import base64
 import binascii
 import contextlib
 import logging
+import math
+import sqlite3
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -25,8 +38,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from i24net import __version__
 from i24net.envelope import Precedence
-from i24net.errors import IntakeRefusedError
+from i24net.errors import AuthenticationError, AuthFailure, IntakeRefusedError
 from i24net.gateway import inbox, outbox
+from i24net.gateway.auth import PEER_CERT_KEY, Integrator, Scopes
 from i24net.gateway.intake import Submission, parse_stations
 from i24net.schemas import KIND_SCHEMAS
 
@@ -89,6 +103,7 @@ class AckRequest(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "bad_request: not JSON, bad base64"},
+    403: {"model": ErrorBody, "description": "forbidden: a kind outside the send scope"},
     409: {"model": ErrorBody, "description": "idempotency_conflict"},
     413: {"model": ErrorBody, "description": "oversized"},
     422: {
@@ -104,6 +119,138 @@ def error(
     code: str, detail: str, status: int, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
+"""Served without credentials: the platform's probes and scrapes, and the API's description.
+None of them shows message content."""
+
+INTEGRATOR_KEY = "i24net.integrator"
+"""Where :class:`Authenticate` puts the authenticated :class:`Integrator` in the scope."""
+
+
+class Authenticate:
+    """ASGI middleware: authenticate and rate-limit every request outside ``OPEN_PATHS``.
+
+    Runs before the body is read (an unauthenticated client cannot make the
+    gateway read, parse or validate anything) and before FastAPI's routing
+    (an unknown path is 401 too: no probing without credentials). The reason
+    of a failure goes to the log (without the credential) and to
+    ``i24net_gateway_auth_failures_total{reason}``; the client is told only
+    that it is not authenticated.
+    """
+
+    def __init__(self, app: Any, gw: Gateway) -> None:
+        self.app = app
+        self.gw = gw
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        authorization: str | None = None
+        for k, v in scope.get("headers", []):
+            if k == b"authorization":
+                authorization = v.decode("latin-1")
+                break
+        cert = (scope.get("extensions") or {}).get(PEER_CERT_KEY)
+        auth = self.gw.auth
+        try:
+            who = auth.authenticate(authorization, cert)
+        except AuthenticationError as exc:
+            await self._refuse(exc.reason, scope, receive, send)
+            return
+        wait = auth.admit(who)
+        if wait is not None:
+            self.gw.metrics.integrator_refusals.labels(who.name, "rate_limited").inc()
+            retry = max(1, math.ceil(wait))
+            await error(
+                "rate_limited",
+                f"integrator {who.name} is over its request rate; retry in {retry} s",
+                429,
+                {"Retry-After": str(retry)},
+            )(scope, receive, send)
+            return
+        scope[INTEGRATOR_KEY] = who
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, reason: AuthFailure, scope: Any, receive: Any, send: Any) -> None:
+        self.gw.metrics.auth_failures.labels(reason.value).inc()
+        client = scope.get("client") or ("unknown", 0)
+        peer = str(client[0])
+        delay = self.gw.auth.throttle.fail(peer)
+        log.info("authentication failed (%s) from %s on %s", reason.value, peer, _route(scope))
+        if delay > 0:
+            await asyncio.sleep(delay)
+        challenge = 'Bearer realm="i24net"'
+        if reason is not AuthFailure.MISSING:
+            challenge += ', error="invalid_token"'
+        await error(
+            "unauthenticated",
+            "a valid bearer token or client certificate is required",
+            401,
+            {"WWW-Authenticate": challenge},
+        )(scope, receive, send)
+
+
+class Forbidden(Exception):
+    """A request outside the integrator's scopes (answered 403 ``forbidden``)."""
+
+    def __init__(self, who: Integrator, detail: str) -> None:
+        super().__init__(detail)
+        self.who = who
+        self.detail = detail
+
+
+def integrator(request: Request) -> Integrator:
+    """The integrator :class:`Authenticate` proved (a route it did not guard is a bug)."""
+    who = request.scope.get(INTEGRATOR_KEY)
+    if not isinstance(who, Integrator):
+        raise RuntimeError("route reached without authentication")
+    return who
+
+
+def _scope_check(check: Callable[[Scopes], bool], what: str) -> Callable[[Request], Integrator]:
+    def dependency(request: Request) -> Integrator:
+        who = integrator(request)
+        if not check(who.scopes):
+            raise Forbidden(who, f"integrator {who.name} lacks the {what} scope")
+        return who
+
+    return dependency
+
+
+_SEND = Depends(_scope_check(lambda s: s.send, "send"))
+_INBOX = Depends(_scope_check(lambda s: s.inbox, "inbox:read"))
+_STATUS = Depends(_scope_check(lambda s: s.status or s.operator, "status:read"))
+_OPERATOR = Depends(_scope_check(lambda s: s.operator, "operator"))
+
+SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "i24t.<id>.<secret> (i24net gateway integrators add)",
+    },
+    "mutualTLS": {
+        "type": "mutualTLS",
+        "description": "a client certificate from [api.tls] client_ca_file, bound to an "
+        "integrator by subject CN or SHA-256 fingerprint",
+    },
+}
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "unauthenticated (WWW-Authenticate: Bearer)"},
+    403: {"model": ErrorBody, "description": "forbidden: outside the integrator's scopes"},
+    429: {"model": ErrorBody, "description": "rate_limited (Retry-After)"},
+}
+
+
+def _secured(scope: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Route keywords declaring the security schemes and the scope it needs."""
+    return {
+        "description": f"Scope: `{scope}`. Authenticate with a bearer token, a client "
+        "certificate (mutual TLS), or both when the integrator has both.",
+        "openapi_extra": {"security": [{"bearer": []}, {"mutualTLS": []}], **(extra or {})},
+    }
 
 
 class BodyLimit:
@@ -243,7 +390,24 @@ def create_app(gw: Gateway) -> FastAPI:
     )
 
     app.add_middleware(BodyLimit, limit=s.api.max_request_bytes)
+    app.add_middleware(Authenticate, gw=gw)
     app.add_middleware(Guard)
+
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = plain_openapi()
+        doc.setdefault("components", {}).setdefault("securitySchemes", SECURITY_SCHEMES)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        gw.metrics.integrator_refusals.labels(exc.who.name, "forbidden").inc()
+        if request.method == "POST":
+            gw.metrics.intake_refusals.labels("forbidden").inc()
+        return error("forbidden", exc.detail, 403)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -263,7 +427,9 @@ def create_app(gw: Gateway) -> FastAPI:
         gw.metrics.intake_refusals.labels(code).inc()
         return error(code, detail[:2000], 422 if code != "bad_request" else 400)
 
-    async def accept(build: Callable[[], Submission], idem_key: str | None) -> JSONResponse:
+    async def accept(
+        build: Callable[[], Submission], idem_key: str | None, who: Integrator
+    ) -> JSONResponse:
         t0 = time.perf_counter()
         kind = precedence = "unknown"
         try:
@@ -271,9 +437,11 @@ def create_app(gw: Gateway) -> FastAPI:
             # label values are the client's words: only known ones (bounded label sets)
             kind = sub.kind if sub.kind in KIND_SCHEMAS else "unknown"
             precedence = sub.precedence if sub.precedence in _PRECEDENCES else "unknown"
-            accepted = await gw.submit(sub, idem_key)
+            accepted = await gw.submit(sub, idem_key, who)
         except IntakeRefusedError as exc:
             gw.metrics.intake_refusals.labels(exc.code).inc()
+            if exc.code == "forbidden":
+                gw.metrics.integrator_refusals.labels(who.name, "forbidden").inc()
             gw.metrics.intake.labels(kind, precedence, "refused").inc()
             headers = {"Retry-After": "5"} if exc.http_status == 503 else None
             return error(exc.code, exc.detail, exc.http_status, headers)
@@ -295,13 +463,15 @@ def create_app(gw: Gateway) -> FastAPI:
         "/v1/messages",
         status_code=202,
         response_model=Accepted,
-        responses=_ERRORS,
+        responses={**_ERRORS, **_AUTH_ERRORS},
         summary="Submit a message (JSON, or base64 Avro in payload_avro)",
         tags=["messages"],
+        **_secured("send (or send:<KIND>)"),
     )
     async def submit_json(
         req: SubmitRequest,
         idempotency_key: str | None = Header(None, max_length=200),
+        who: Integrator = _SEND,
     ) -> JSONResponse:
         avro = None
         if req.payload_avro is not None:
@@ -329,22 +499,27 @@ def create_app(gw: Gateway) -> FastAPI:
                 payload_avro=avro,
             )
 
-        return await accept(build, idempotency_key)
+        return await accept(build, idempotency_key, who)
 
     @app.post(
         "/v1/messages/avro",
         status_code=202,
         response_model=Accepted,
-        responses=_ERRORS,
+        responses={**_ERRORS, **_AUTH_ERRORS},
         summary="Submit a message as raw Avro single-object encoding; the kind is implied "
         "by the schema fingerprint, the header fields are query parameters",
         tags=["messages"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {AVRO_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
-            }
-        },
+        **_secured(
+            "send (or send:<KIND>)",
+            {
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        AVRO_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}
+                    },
+                }
+            },
+        ),
     )
     async def submit_avro(
         request: Request,
@@ -357,6 +532,7 @@ def create_app(gw: Gateway) -> FastAPI:
         expires_in_s: int | None = None,
         handling: list[str] = _HANDLING_QUERY,
         idempotency_key: str | None = Header(None, max_length=200),
+        who: Integrator = _SEND,
     ) -> JSONResponse:
         body = await request.body()
         hs = []
@@ -378,31 +554,40 @@ def create_app(gw: Gateway) -> FastAPI:
                 payload_avro=body,
             )
 
-        return await accept(build, idempotency_key)
+        return await accept(build, idempotency_key, who)
 
     @app.get(
         "/v1/messages/{message_id}",
         summary="Status of a message this station sent, with per-station delivery and receipts",
         tags=["messages"],
-        responses={404: {"model": ErrorBody}},
+        responses={404: {"model": ErrorBody}, **_AUTH_ERRORS},
+        **_secured("status:read (the integrator's own messages) or operator (every message)"),
     )
     async def message_status(
         message_id: str,
         wait: float = Query(0, ge=0, le=s.api.max_wait_s, description="long-poll seconds"),
         since: str | None = Query(None, description="with wait: return once status != since"),
+        who: Integrator = _STATUS,
     ) -> JSONResponse:
         deadline = time.monotonic() + wait
         while True:
             seen = gw.status_changed.version
-            st = await gw.db.read(lambda c: outbox.status(c, message_id))
-            if st is None:
+            st = await gw.db.read(lambda c: _status(c, message_id))
+            if st is None or not (who.scopes.operator or st["integrator"] == who.name):
+                # another integrator's message is as unknown as a message never sent
                 return error("not_found", f"no message {message_id} sent from here", 404)
             left = deadline - time.monotonic()
             if since is None or st["status"] != since or left <= 0 or gw.stopping:
                 return JSONResponse(st)
             await gw.status_changed.wait(seen, left)
 
-    @app.get("/v1/inbox", summary="Stored inbound messages after a cursor", tags=["inbox"])
+    @app.get(
+        "/v1/inbox",
+        summary="Stored inbound messages after a cursor (only the kinds of the scope)",
+        tags=["inbox"],
+        responses=_AUTH_ERRORS,
+        **_secured("inbox:read (or inbox:read:<KIND>)"),
+    )
     async def inbox_list(
         after: int = Query(
             0, ge=0, le=MAX_CURSOR, description="cursor: the last message's cursor seen"
@@ -410,11 +595,13 @@ def create_app(gw: Gateway) -> FastAPI:
         limit: int = Query(100, ge=1, le=1000),
         unacked: bool = Query(False, description="only messages not yet acknowledged"),
         wait: float = Query(0, ge=0, le=s.api.max_wait_s, description="long-poll seconds"),
+        who: Integrator = _INBOX,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + wait
+        kinds = who.scopes.inbox_filter
         while True:
             seen = gw.inbox_changed.version
-            msgs = await gw.db.read(lambda c: inbox.listing(c, after, limit, unacked_only=unacked))
+            msgs = await gw.db.read(lambda c: _listing(c, after, limit, unacked, kinds))
             left = deadline - time.monotonic()
             if msgs or left <= 0 or gw.stopping:
                 cursor = msgs[-1]["cursor"] if msgs else after
@@ -425,32 +612,54 @@ def create_app(gw: Gateway) -> FastAPI:
         "/v1/inbox/{message_id}",
         summary="One stored message with its payload (JSON and base64 Avro)",
         tags=["inbox"],
-        responses={404: {"model": ErrorBody}},
+        responses={404: {"model": ErrorBody}, **_AUTH_ERRORS},
+        **_secured("inbox:read (or inbox:read:<KIND> for a message of that kind)"),
     )
-    async def inbox_fetch(message_id: str) -> JSONResponse:
+    async def inbox_fetch(message_id: str, who: Integrator = _INBOX) -> JSONResponse:
         m = await gw.db.read(lambda c: inbox.fetch(c, message_id))
         if m is None:
             return error("not_found", f"no stored message {message_id}", 404)
+        if not who.scopes.may_read(str(m["kind"])):
+            raise Forbidden(who, f"integrator {who.name} may not read {m['kind']} messages")
         m["payload"] = gw.payload_json(base64.b64decode(m["payload_avro"]))
         return JSONResponse(m)
 
     @app.post(
-        "/v1/inbox/ack", summary="Acknowledge messages the integrator has taken", tags=["inbox"]
+        "/v1/inbox/ack",
+        summary="Acknowledge messages the integrator has taken (only kinds it may read)",
+        tags=["inbox"],
+        responses=_AUTH_ERRORS,
+        **_secured("inbox:read (or inbox:read:<KIND>: other kinds are not acknowledged)"),
     )
-    async def inbox_ack(req: AckRequest) -> dict[str, int]:
+    async def inbox_ack(req: AckRequest, who: Integrator = _INBOX) -> dict[str, int]:
         now = gw.clock()
-        n = await gw.db.write(lambda c: inbox.ack(c, req.message_ids, now))
+        kinds = who.scopes.inbox_filter
+        n = await gw.db.write(lambda c: _ack(c, req.message_ids, now, kinds))
         return {"acked": n}
 
-    @app.get("/v1/rejected", summary="Inbound records refused by verification", tags=["operators"])
+    @app.get(
+        "/v1/rejected",
+        summary="Inbound records refused by verification",
+        tags=["operators"],
+        responses=_AUTH_ERRORS,
+        **_secured("operator"),
+    )
     async def rejected(
-        after: int = Query(0, ge=0, le=MAX_CURSOR), limit: int = Query(100, ge=1, le=1000)
+        after: int = Query(0, ge=0, le=MAX_CURSOR),
+        limit: int = Query(100, ge=1, le=1000),
+        who: Integrator = _OPERATOR,
     ) -> dict[str, Any]:
         rows = await gw.db.read(lambda c: inbox.rejected_list(c, after, limit))
         return {"rejected": rows, "cursor": rows[-1]["seq"] if rows else after}
 
-    @app.get("/v1/status", summary="Gateway summary: outbox, inbox, broker", tags=["operators"])
-    async def summary() -> dict[str, Any]:
+    @app.get(
+        "/v1/status",
+        summary="Gateway summary: outbox, inbox, broker (counts, no content)",
+        tags=["operators"],
+        responses=_AUTH_ERRORS,
+        **_secured("status:read or operator"),
+    )
+    async def summary(who: Integrator = _STATUS) -> dict[str, Any]:
         counts = await gw.db.read(outbox.status_counts)
         ib = await gw.db.read(inbox.counts)
         return {
@@ -469,6 +678,51 @@ def create_app(gw: Gateway) -> FastAPI:
         }
 
     return app
+
+
+def _status(conn: sqlite3.Connection, message_id: str) -> dict[str, Any] | None:
+    """A sent message's status, with the integrator that submitted it."""
+    st = outbox.status(conn, message_id)
+    if st is not None:
+        row = conn.execute("SELECT integrator FROM outbox WHERE id = ?", (message_id,)).fetchone()
+        st["integrator"] = None if row is None else row[0]
+    return st
+
+
+def _listing(
+    conn: sqlite3.Connection, after: int, limit: int, unacked: bool, kinds: frozenset[str] | None
+) -> list[dict[str, Any]]:
+    """``inbox.listing``, limited to ``kinds`` when the integrator's scope names some."""
+    if kinds is None:
+        return inbox.listing(conn, after, limit, unacked_only=unacked)
+    marks = ", ".join("?" * len(kinds))
+    cond = " AND acked_ms IS NULL" if unacked else ""
+    rows = conn.execute(
+        f"SELECT {inbox._COLUMNS} FROM inbox WHERE visible = 1 AND seq > ?{cond}"
+        f" AND kind IN ({marks}) ORDER BY seq LIMIT ?",
+        (after, *sorted(kinds), limit),
+    ).fetchall()
+    return [inbox._message(r, False) for r in rows]
+
+
+def _ack(conn: sqlite3.Connection, ids: list[str], now: int, kinds: frozenset[str] | None) -> int:
+    """``inbox.ack`` of the ids whose kind the integrator may read (others are not touched)."""
+    if kinds is not None:
+        allowed: list[str] = []
+        km = ", ".join("?" * len(kinds))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            allowed += [
+                str(r[0])
+                for r in conn.execute(
+                    f"SELECT message_id FROM inbox WHERE message_id IN ({marks})"
+                    f" AND kind IN ({km})",
+                    (*chunk, *sorted(kinds)),
+                )
+            ]
+        ids = allowed
+    return inbox.ack(conn, ids, now)
 
 
 class Changed:

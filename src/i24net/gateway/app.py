@@ -20,6 +20,7 @@ import base64
 import contextlib
 import functools
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +35,7 @@ from i24net.envelope import Precedence
 from i24net.errors import ConfigError, DirectoryError, IntakeRefusedError
 from i24net.gateway import outbox
 from i24net.gateway.api import Changed, create_app
+from i24net.gateway.auth import Authenticator, FailureThrottle, Integrator
 from i24net.gateway.db import Database
 from i24net.gateway.drain import Drainer
 from i24net.gateway.follow import DirectoryFollower
@@ -42,6 +44,7 @@ from i24net.gateway.inbound import InboundStream
 from i24net.gateway.intake import Intake, Submission
 from i24net.gateway.metrics import GatewayMetrics
 from i24net.gateway.settings import Settings
+from i24net.gateway.tls import uvicorn_ssl, with_peer_cert
 from i24net.keys import load_root_public, load_station
 from i24net.schemas import SchemaStore
 from i24net.service import HttpServer, build_info, health_router
@@ -104,6 +107,19 @@ class Gateway:
                 clock=self.clock,
             )
         self.db = Database(settings.db_path)
+        a = settings.auth
+        self.auth = Authenticator(
+            settings.integrators_path,
+            rate_per_s=a.rate_per_s,
+            burst=a.burst,
+            throttle=FailureThrottle(
+                step_s=a.failure_delay_s,
+                max_s=a.max_failure_delay_s,
+                forget_s=a.failure_forget_s,
+                max_peers=a.failure_peers,
+            ),
+            clock=clock,
+        )
         n, size, oldest = self.db.write_sync(outbox.pending_totals)
         self.backlog = outbox.Backlog(n, size, oldest)
         self.intake = Intake(
@@ -146,18 +162,26 @@ class Gateway:
             )
         )
         # Heads are bounded in the HTTP protocol, before anything is buffered
-        # (gateway/headers.py).
+        # (gateway/headers.py); over TLS the protocol also hands the verified client
+        # certificate to the app (gateway/tls.py).
+        protocol = bounded_httptools(
+            settings.api.max_header_bytes,
+            settings.api.max_headers,
+            lambda code: self.metrics.intake_refusals.labels(code).inc(),
+        )
+        tls = settings.api.tls
         self.http = HttpServer(
             self.app,
             settings.api.host,
             settings.api.port,
             graceful_s=settings.shutdown_grace_s,
-            http=bounded_httptools(
-                settings.api.max_header_bytes,
-                settings.api.max_headers,
-                lambda code: self.metrics.intake_refusals.labels(code).inc(),
-            ),
+            http=protocol if tls is None else with_peer_cert(protocol),
         )
+        if tls is not None:
+            # HttpServer (service.py) takes no TLS options yet: its uvicorn Config is given
+            # them before it is loaded (at serve()); uvicorn builds the SSLContext then.
+            for key, value in uvicorn_ssl(tls).items():
+                setattr(self.http._server.config, key, value)
         self.ready = asyncio.Event()
         self.stopping = False
         self._stop = asyncio.Event()
@@ -209,8 +233,18 @@ class Gateway:
             return "outbox full"
         return None
 
-    async def submit(self, sub: Submission, idem_key: str | None) -> outbox.Accepted:
-        """Validate, seal and durably store one submission (the API's 202)."""
+    async def submit(
+        self, sub: Submission, idem_key: str | None, who: Integrator | None = None
+    ) -> outbox.Accepted:
+        """Validate, seal and durably store one submission (the API's 202).
+
+        ``who`` is the authenticated integrator: the kind must be in its ``send``
+        scope (403 ``forbidden`` otherwise, before anything is stored), its name is
+        stored with the message, and its Idempotency-Keys are its own (another
+        integrator's key neither collides with nor reveals its message).
+        """
+        if who is not None and sub.kind is not None and not who.scopes.may_send(sub.kind):
+            raise _forbidden(who, sub.kind)
         if self.stopping:
             raise IntakeRefusedError("stopping", "the gateway is shutting down", http_status=503)
         full = self._ready_outbox()
@@ -222,15 +256,22 @@ class Gateway:
                 http_status=503,
             )
         prepared = self.intake.prepare(sub)
+        if who is not None and not who.scopes.may_send(prepared.header.kind):
+            raise _forbidden(who, prepared.header.kind)
         now = self.clock()
+        if who is not None and idem_key is not None:
+            idem_key = f"{who.name}/{idem_key}"
         acc = await self._intake_writer.insert(
-            outbox.NewMessage(prepared, now, idem_key=idem_key, request_digest=sub.digest())
+            outbox.NewMessage(prepared, now, idem_key=idem_key, request_digest=sub.digest()),
+            None if who is None else who.name,
         )
         h = prepared.header
         if not acc.duplicate:
             self.backlog.add(len(prepared.envelope), h.created_ms)
             self.drainer.wake.set()
             self.metrics.intake.labels(h.kind, h.precedence.value, "accepted").inc()
+            if who is not None:
+                self.metrics.integrator_messages.labels(who.name).inc()
         else:
             self.metrics.intake.labels(h.kind, h.precedence.value, "duplicate").inc()
         return acc
@@ -332,6 +373,7 @@ class Gateway:
         if not self._closed:
             self._closed = True
             self.db.close()
+            self.auth.close()
             if self.follower is not None:
                 self.follower.reader.state.close()
 
@@ -348,11 +390,22 @@ class Gateway:
                 m.inbox_unacked.set((await self.db.read(inbox.counts))["unacked"])
             with contextlib.suppress(Exception):
                 await self._undelivered_gauge()
+            with contextlib.suppress(Exception):
+                self._integrator_gauge()
             if self.backlog.messages == 0:
                 self.backlog.oldest_ms = None
             elif self.backlog.oldest_ms is None or oldest is not None:
                 _, _, self.backlog.oldest_ms = await self.db.read(outbox.pending_totals)
             await asyncio.sleep(2.0)
+
+    def _integrator_gauge(self) -> None:
+        self.auth.refresh()
+        now = self.clock()
+        states = {"active": 0, "expired": 0, "revoked": 0}
+        for i in self.auth.integrators.values():
+            states[i.state(now)] += 1
+        for state, n in states.items():
+            self.metrics.integrators.labels(state).set(n)
 
     async def _undelivered_gauge(self) -> None:
         now = self.clock()
@@ -398,13 +451,18 @@ class IntakeWriter:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.batches = 0
-        self._pending: list[tuple[outbox.NewMessage, asyncio.Future[outbox.Accepted]]] = []
+        self._pending: list[
+            tuple[outbox.NewMessage, str | None, asyncio.Future[outbox.Accepted]]
+        ] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def insert(self, item: outbox.NewMessage) -> outbox.Accepted:
-        """Store ``item`` durably; returns once its batch is committed."""
+    async def insert(
+        self, item: outbox.NewMessage, integrator: str | None = None
+    ) -> outbox.Accepted:
+        """Store ``item`` durably (with the integrator that submitted it); returns once
+        its batch is committed."""
         fut: asyncio.Future[outbox.Accepted] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, fut))
+        self._pending.append((item, integrator, fut))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush(), name="gateway-intake-commit")
         return await fut
@@ -413,20 +471,43 @@ class IntakeWriter:
         while self._pending:
             batch = self._pending[: self.MAX_BATCH]
             del self._pending[: self.MAX_BATCH]
-            items = [item for item, _ in batch]
+            items = [item for item, _, _ in batch]
+            who = [w for _, w, _ in batch]
             try:
-                results = await self.db.write(functools.partial(outbox.insert_many, items=items))
+                results = await self.db.write(functools.partial(_insert, items=items, who=who))
             except BaseException as exc:
-                for _, fut in batch:
+                for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
             self.batches += 1
-            for (_, fut), res in zip(batch, results, strict=True):
+            for (_, _, fut), res in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(res)
+
+
+def _insert(
+    conn: sqlite3.Connection, items: list[outbox.NewMessage], who: list[str | None]
+) -> list[outbox.Accepted]:
+    """``outbox.insert_many``, then each new message's integrator, in one transaction."""
+    results = outbox.insert_many(conn, items)
+    conn.executemany(
+        "UPDATE outbox SET integrator = ? WHERE id = ?",
+        [
+            (w, r.message_id)
+            for r, w in zip(results, who, strict=True)
+            if w is not None and not r.duplicate
+        ],
+    )
+    return results
+
+
+def _forbidden(who: Integrator, kind: str) -> IntakeRefusedError:
+    return IntakeRefusedError(
+        "forbidden", f"integrator {who.name} may not send {kind} messages", http_status=403
+    )
 
 
 def directory_serial(d: Directory) -> int:

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_ms INTEGER,
     reason TEXT,
     explanation TEXT,
-    updated_ms INTEGER NOT NULL
+    updated_ms INTEGER NOT NULL,
+    integrator TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (rank, seq) WHERE envelope IS NOT NULL;
 CREATE INDEX IF NOT EXISTS outbox_open ON outbox (precedence, created_ms) WHERE internal = 0
@@ -112,6 +113,14 @@ CREATE TABLE IF NOT EXISTS rejected (
 _STOP = object()
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Columns added since a database was created: ``outbox.integrator`` (who submitted
+    the message; NULL for messages from before integrators, and for internal ones)."""
+    cols = {str(r[1]) for r in conn.execute("PRAGMA table_info(outbox)")}
+    if "integrator" not in cols:
+        conn.execute("ALTER TABLE outbox ADD COLUMN integrator TEXT")
+
+
 class Database:
     """One SQLite file, one writer thread, group commit. ``close()`` is idempotent."""
 
@@ -166,6 +175,7 @@ class Database:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(SCHEMA)
+            _migrate(conn)
         except sqlite3.Error as exc:
             self._ready.set_exception(ServiceError(f"gateway database {self.path}: {exc}"))
             return

@@ -40,6 +40,10 @@ class GatewayMetrics:
     undelivered_oldest_age: Gauge
     consumer_lag: Gauge
     inbox_unacked: Gauge
+    auth_failures: Counter
+    integrator_messages: Counter
+    integrator_refusals: Counter
+    integrators: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> GatewayMetrics:
@@ -187,6 +191,33 @@ class GatewayMetrics:
             inbox_unacked=Gauge(
                 "i24net_gateway_inbox_unacked",
                 "Stored inbound messages not yet acknowledged by the integrator",
+                registry=r,
+            ),
+            auth_failures=Counter(
+                "i24net_gateway_auth_failures",
+                "API requests refused 401, by AuthFailure reason (missing, malformed, unknown, "
+                "bad_token, expired, revoked, cert_mismatch)",
+                ["reason"],
+                registry=r,
+            ),
+            integrator_messages=Counter(
+                "i24net_gateway_integrator_messages",
+                "Messages accepted from each integrator (label: its name in the integrator "
+                "store, so bounded by the store)",
+                ["integrator"],
+                registry=r,
+            ),
+            integrator_refusals=Counter(
+                "i24net_gateway_integrator_refusals",
+                "Authenticated requests refused: forbidden (outside the integrator's scopes, "
+                "403) or rate_limited (429)",
+                ["integrator", "reason"],
+                registry=r,
+            ),
+            integrators=Gauge(
+                "i24net_gateway_integrators",
+                "Integrators in the store, by state (active, expired, revoked)",
+                ["state"],
                 registry=r,
             ),
         )

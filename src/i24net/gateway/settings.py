@@ -7,10 +7,12 @@ files or the environment for configuration: the daemon gets a ``Settings``.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from i24net.errors import ConfigError
 from i24net.kafka.settings import KafkaSettings as SharedKafkaSettings
@@ -50,6 +52,42 @@ class KafkaSettings(SharedKafkaSettings):
     request_timeout_ms: int = Field(10_000, ge=1000)
 
 
+class TlsSettings(_Frozen):
+    """The integrator API over TLS; with ``client_ca_file``, mutual TLS.
+
+    A client certificate must chain to ``client_ca_file`` or the handshake
+    fails: nothing of the request is read. Which integrator a certificate is
+    (its subject CN or SHA-256 fingerprint) is in the integrator store.
+    """
+
+    cert_file: Path = Field(description="the API's certificate chain (PEM)")
+    key_file: Path = Field(description="its private key (PEM, mode 0600)")
+    client_ca_file: Path | None = Field(
+        None, description="CA bundle client certificates must chain to (mutual TLS)"
+    )
+    client_cert: Literal["none", "optional", "required"] = Field(
+        "optional",
+        description="optional: a client may authenticate by certificate or by bearer token; "
+        "required: the handshake fails without a certificate from client_ca_file",
+    )
+
+    @model_validator(mode="after")
+    def _ca_for_client_certs(self) -> TlsSettings:
+        if self.client_cert == "required" and self.client_ca_file is None:
+            raise ValueError("client_cert = 'required' needs client_ca_file")
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (``localhost``, 127/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class ApiSettings(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(8024, ge=0, le=65535)
@@ -63,6 +101,39 @@ class ApiSettings(_Frozen):
         "is closed before it is buffered",
     )
     max_headers: int = Field(100, ge=10, le=10_000, description="more headers get 431")
+    tls: TlsSettings | None = Field(None, description="serve the API over (mutual) TLS")
+    allow_plain_http: bool = Field(
+        False,
+        description="serve plain HTTP on a non-loopback host anyway (bearer tokens then "
+        "cross the network readable); without it such settings refuse to start",
+    )
+
+    @model_validator(mode="after")
+    def _no_plain_http_off_the_machine(self) -> ApiSettings:
+        if self.tls is None and not self.allow_plain_http and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} is reachable from other machines: give [api.tls] "
+                "(cert_file, key_file) or set allow_plain_http = true"
+            )
+        return self
+
+
+class AuthSettings(_Frozen):
+    """Defaults for every integrator (the store may set its own rate and burst), and the
+    slow-down of failed authentication."""
+
+    rate_per_s: float = Field(50.0, gt=0, description="requests per second per integrator")
+    burst: int = Field(100, ge=1, description="requests an idle integrator may send at once")
+    failure_delay_s: float = Field(
+        0.1, ge=0, le=5, description="added to a 401 per recent failure from the same peer"
+    )
+    max_failure_delay_s: float = Field(2.0, ge=0, le=30, description="the longest such delay")
+    failure_forget_s: float = Field(
+        300.0, gt=0, description="a peer's failures are forgotten after this quiet time"
+    )
+    failure_peers: int = Field(
+        10_000, ge=1, description="peers remembered (least recently failed forgotten first)"
+    )
 
 
 class OutboxSettings(_Frozen):
@@ -100,6 +171,7 @@ class Settings(_Frozen):
     directory: DirectorySettings
     kafka: KafkaSettings
     api: ApiSettings = ApiSettings()
+    auth: AuthSettings = AuthSettings()
     outbox: OutboxSettings = OutboxSettings()
     inbound: InboundSettings = InboundSettings()
     testing: TestingSettings = TestingSettings()
@@ -127,6 +199,11 @@ class Settings(_Frozen):
     def db_path(self) -> Path:
         return self.data_dir / "gateway.sqlite3"
 
+    @property
+    def integrators_path(self) -> Path:
+        """The integrator store (``i24net gateway integrators``; mode 0600)."""
+        return self.data_dir / "integrators.sqlite3"
+
     def in_topic_of(self, station: str) -> str:
         return f"{self.kafka.topic_prefix}.in.{station}"
 
@@ -141,6 +218,9 @@ _PATHS = (
     ("directory", "entries"),
     ("kafka", "password_file"),
     ("kafka", "ca_file"),
+    ("api", "tls", "cert_file"),
+    ("api", "tls", "key_file"),
+    ("api", "tls", "client_ca_file"),
 )
 
 
