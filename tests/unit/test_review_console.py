@@ -503,3 +503,19 @@ def test_every_console_string_is_translated_in_every_catalogue() -> None:
         assert not missing, (lang, missing)
         same = [s for s in strings if cats.tables[lang][s] == s and len(s) > 4]
         assert len(same) <= 3, (lang, same)  # a few words are the same (Description...)
+
+
+def test_the_cli_adds_a_reviewer_from_a_password_file(tmp_path: Path) -> None:
+    from i24net.cli import main
+
+    pw = tmp_path / "pw"
+    pw.write_text(ALICE_PW + "\n")
+    f = tmp_path / "reviewers.toml"
+    argv = ["review", "reviewers", "add", "reviewer.alice", "--file", str(f)]
+    assert main([*argv, "--password-file", str(pw), "--language", "es"]) == 0
+    r = Reviewers.load(f)
+    assert r.check("reviewer.alice", ALICE_PW) is not None  # the newline is not part of it
+    assert r.entries["reviewer.alice"].language == "es"
+    pw.write_text("short\n")
+    assert main([*argv, "--password-file", str(pw)]) != 0  # too short: refused
+    assert Reviewers.load(f).check("reviewer.alice", ALICE_PW) is not None

@@ -1,4 +1,9 @@
-"""``i24net review``: list, show, approve and reject held messages through the router's API."""
+"""``i24net review``: list, show, approve, reject, confirm and withdraw held messages through
+the router's API; ``i24net review reviewers add`` manages the console's reviewers file.
+
+With four-eyes on (``[review] four_eyes_refusals``, the default), ``reject`` only
+proposes: the answer names the proposal, and another reviewer runs
+``confirm ID --proposal P`` for it to take effect."""
 
 from __future__ import annotations
 
@@ -45,6 +50,26 @@ def register(sub: Any) -> None:
     r.add_argument("--grounds", choices=GROUNDS, required=True)
     r.add_argument("--reason", required=True, help="explanation sent to the sender")
     r.set_defaults(func=_reject)
+    c = sp.add_parser("confirm", help="four-eyes: confirm another reviewer's proposal")
+    c.add_argument("message_id")
+    c.add_argument("--proposal", required=True, help="the proposal id (see list/show)")
+    c.set_defaults(func=_confirm)
+    w = sp.add_parser("withdraw", help="drop a pending four-eyes proposal")
+    w.add_argument("message_id")
+    w.add_argument("--proposal", required=True)
+    w.set_defaults(func=_withdraw)
+    rv = sp.add_parser("reviewers", help="the console's reviewers file (argon2 hashes, 0600)")
+    rsp = rv.add_subparsers(dest="reviewers_command", metavar="ACTION", required=True)
+    add = rsp.add_parser("add", help="add or replace a reviewer (restart the router after)")
+    add.add_argument("name", help="the reviewer's identity, as audited (e.g. reviewer.alice)")
+    add.add_argument("--file", type=Path, required=True, help="[review] reviewers_file")
+    add.add_argument(
+        "--password-file",
+        type=Path,
+        help="read the password from this file (else it is asked for, twice)",
+    )
+    add.add_argument("--language", choices=("ar", "en", "es", "fr"), help="console language")
+    add.set_defaults(func=_reviewers_add)
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
@@ -105,4 +130,45 @@ def _reject(args: argparse.Namespace) -> int:
         {"grounds": args.grounds, "explanation": args.reason},
     )
     print(json.dumps(out))
+    return 0
+
+
+def _confirm(args: argparse.Namespace) -> int:
+    out = _call(
+        args,
+        "POST",
+        f"/review/held/{args.message_id}/confirm",
+        {"proposal_id": args.proposal},
+    )
+    print(json.dumps(out))
+    return 0
+
+
+def _withdraw(args: argparse.Namespace) -> int:
+    out = _call(
+        args,
+        "POST",
+        f"/review/held/{args.message_id}/withdraw",
+        {"proposal_id": args.proposal},
+    )
+    print(json.dumps(out))
+    return 0
+
+
+def _reviewers_add(args: argparse.Namespace) -> int:
+    from i24net.router.console.auth import add_reviewer
+
+    if args.password_file is not None:
+        try:
+            password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {args.password_file}: {exc.strerror}") from exc
+    else:
+        import getpass
+
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ")
+    add_reviewer(args.file, args.name, password, args.language)
+    print(f"{args.file}: reviewer {args.name} added (argon2id hash, mode 0600)")
     return 0
