@@ -8,6 +8,7 @@ through the ASGI app with the certificate the TLS layer would hand it
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -155,6 +156,25 @@ async def test_no_credentials_is_401_everywhere_and_nothing_is_read(gw: Gateway)
         assert (await c.get("/openapi.json")).status_code == 200
     assert failures(gw, "missing") == len(PROTECTED)
     assert outbox_rows(gw) == 0 and gw.backlog.messages == 0
+
+
+async def test_an_unauthenticated_body_is_never_read(gw: Gateway) -> None:
+    """401 comes before the body: the gateway answers a request whose announced body was
+    never sent (reading it first would wait for it until the client gave up)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    try:
+        writer.write(
+            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000\r\n\r\n{"
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    assert head.startswith(b"HTTP/1.1 401 ")
+    assert b"www-authenticate: Bearer" in head
 
 
 async def test_malformed_unknown_and_wrong_tokens_are_401(gw: Gateway, settings: Settings) -> None:
