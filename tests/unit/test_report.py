@@ -625,3 +625,24 @@ async def test_console_fragment(monkeypatch: pytest.MonkeyPatch) -> None:
     html = str(await console_report(FakeService(), {}))
     assert 'class="report-error"' in html and "failed verification" in html
     assert "Decisions by outcome" not in html
+
+
+def test_the_other_statement_reveals_no_withheld_count() -> None:
+    """OTHER's count in the sentence is the grounds table's published cell: with one
+    POLITICAL refusal (<3) and five OTHER ones of the same kind, the table withholds
+    OTHER too (x: 6 - 1 would give it away), and so must the sentence."""
+    c = Corpus()
+    for i in range(6):
+        mid = f"M{i}"
+        c.hold(mid, "RED_NOTICE_REQUEST", "FR", ms("2026-03-01", i), "A3-POLITICAL", ["p"])
+        grounds = "POLITICAL" if i == 0 else "OTHER"
+        c.reject(mid, "RED_NOTICE_REQUEST", "FR", ms("2026-03-02", i), grounds, "n" * 20)
+    r = build_report(c.records, STORE, MARCH_APRIL, NOW)
+    assert r.other.refusals == 5 and r.other.largest
+    p = publish(r)
+    table = next(t for t in p.tables if t.name == "refusals_by_grounds")
+    assert table.totals[0][table.columns.index("OTHER")] == SECONDARY
+    assert "5 of" not in p.other_statement
+    assert p.other_statement.startswith(
+        "OTHER is the largest grounds bucket in this period: a number withheld"
+    )

@@ -152,12 +152,14 @@ def publish(r: TransparencyReport) -> PublicReport:
             tuple((d, (n,)) for d, n in r.policies),
         )
     )
+    tables = tuple(publish_table(t) for t in r.tables)
+    grounds = next(t for t in tables if t.name == "refusals_by_grounds")
     return PublicReport(
         source=r,
         totals=totals,
-        tables=tuple(publish_table(t) for t in r.tables),
+        tables=tables,
         turnaround=tuple(publish_turnaround(t) for t in r.turnaround),
-        other_statement=other_statement(r),
+        other_statement=other_statement(r, grounds),
         other_tables=(
             publish_table(r.other.by_hold_rule),
             publish_table(r.other.by_hold_reason),
@@ -167,14 +169,19 @@ def publish(r: TransparencyReport) -> PublicReport:
     )
 
 
-def other_statement(r: TransparencyReport) -> str:
+def other_statement(r: TransparencyReport, grounds: PublicTable) -> str:
     """What the report says about refusals filed under OTHER: never silence when it is
-    the largest bucket. Built from counts and enumerated rule ids only."""
+    the largest bucket. The counts are the published cells of ``grounds`` (the
+    refusals-by-grounds table), so the sentence reveals nothing the table withholds."""
     o = r.other
-    refusals = r.totals["rejected"]
     if o.refusals == 0:
         return "No refusal in the period was filed under OTHER grounds."
-    share = f"{publish_count(o.refusals)} of {publish_count(refusals)} refusals"
+    col = grounds.columns.index("OTHER")
+
+    def said(c: Cell) -> str:
+        return f"a number withheld to protect small cells ({c})" if c == SECONDARY else str(c)
+
+    share = f"{said(grounds.totals[0][col])} of {said(grounds.totals[1])} refusals"
     why = (
         "Each OTHER refusal carries the reviewer's written reason (at least 20 characters, "
         "sent to the requesting bureau); that text is not published and not classified here, "
