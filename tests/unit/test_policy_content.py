@@ -133,7 +133,7 @@ def test_journalist_arrest_request_is_held_like_the_red_notice_request(
     assert (free.outcome, free.rule) == (red.outcome, red.rule), free
     assert_content(red, False)
     assert_content(free, True)
-    assert "indicator:political_context:political.context" in free.reasons
+    assert "indicator:status:status.person" in free.reasons
 
 
 @pytest.mark.parametrize("lang", LANGS)

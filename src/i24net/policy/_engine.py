@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from i24net.policy._match import Match, Matcher, compile_concept
 from i24net.policy._model import (
     Basis,
-    Indicator,
     Outcome,
     Policy,
     RefugeeCondition,
@@ -17,7 +17,7 @@ from i24net.policy._model import (
     WantedPersonContent,
     When,
 )
-from i24net.policy._text import WORD, compile_term, key_word, needle, normalise
+from i24net.policy._text import compile_term, key_word, needle, normalise
 
 PROTECTED = frozenset({"RECOGNISED_REFUGEE", "ASYLUM_SEEKER"})
 
@@ -115,11 +115,27 @@ def _walk(node: Any, texts: list[str], offences: list[str], subjects: list[Subje
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One indicator found: its id, category and the terms that matched."""
+    """One indicator (concept) found in one language: what matched, to explain it.
+
+    ``terms`` are the policy's terms as written; ``words`` the surface words of
+    the message that matched them (vocabulary words, never the whole text: a
+    reviewer's console highlights them, the audit records them).
+    """
 
     indicator: str
     category: str
     terms: tuple[str, ...]
+    lang: str = ""
+    words: tuple[str, ...] = ()
+
+    def explain(self) -> dict[str, object]:
+        """The hit as recorded with a held message and in the audit."""
+        return {
+            "indicator": self.indicator,
+            "category": self.category,
+            "lang": self.lang,
+            "words": list(self.words),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,10 +280,16 @@ class Engine:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        # Per indicator, its terms in file order: (written form, key word, literal, pattern).
-        self._indicators: list[tuple[Indicator, list[_Term]]] = [
-            (ind, _terms(ind.terms)) for ind in policy.indicators
-        ]
+        # Every indicator term compiled once into one matcher (stems cached per word).
+        lexicon = policy.matching.lexicon()
+        self._owner: list[int] = []  # per term, the index of its indicator
+        concepts = []
+        for n, ind in enumerate(policy.indicators):
+            for lang, terms in ind.terms.items():
+                for t in terms:
+                    concepts.append(compile_concept(t, lang, lexicon))
+                    self._owner.append(n)
+        self.matcher = Matcher(concepts, lexicon)
         c = policy.wanted_person_content
         self._content = _Content(c) if c is not None else None
         self._conds = {id(r.when): _Cond.of(r.when) for r in policy.rules}
@@ -277,42 +299,34 @@ class Engine:
         self._a3 = frozenset(policy.article3_categories)
         self._not_ordinary = frozenset(policy.not_ordinary_crime)
 
-    def indicators(self, texts: Sequence[str]) -> tuple[Hit, ...]:
-        """The indicators found in ``texts``, each with the terms that matched.
+    def indicators(self, texts: Sequence[str], language: str | None = None) -> tuple[Hit, ...]:
+        """The indicators found in ``texts``: one :class:`Hit` per indicator and
+        language, in policy order, naming the terms and the words that matched.
+        ``language``: the message's, whose terms are compared by stem (the others'
+        by their exact forms; None: all by stem)."""
+        return self._hits(self.matcher.find(texts, language))
 
-        Each text is normalised once and split into the set of its words. A term is
-        only searched for (its regular expression: word boundaries, Arabic proclitics)
-        in the texts that contain its literal form, and only if its key word is one of
-        the texts' words (a set lookup; :func:`key_word`) or, for the few terms without
-        one, its literal form is in the text (a substring search). Both are necessary
-        for a match, so the result is exactly that of searching every term's expression
-        in every text; most terms cost one set lookup.
-        """
-        return self._hits([normalise(t) for t in texts if t])
-
-    def _hits(self, norm: Sequence[str]) -> tuple[Hit, ...]:
-        if not norm:
-            return ()
-        joined = "\n".join(norm)  # no term holds a newline: no match across texts
-        words = set(WORD.findall(joined))
+    def _hits(self, matches: Sequence[Match]) -> tuple[Hit, ...]:
+        by: dict[tuple[int, str], tuple[list[str], list[str]]] = {}
+        for m in matches:
+            terms, words = by.setdefault((self._owner[m.index], m.term.lang), ([], []))
+            terms.append(m.term.text)
+            words.extend(m.words)
         out = []
-        for ind, terms in self._indicators:
-            found = [
-                term
-                for term, key, lit, pat in terms
-                if (lit in joined if key is None else key in words)
-                and any(lit in t and pat.search(t) for t in norm)
-            ]
-            if found:
-                out.append(Hit(ind.id, ind.category, tuple(found)))
+        for (i, lang), (terms, words) in sorted(by.items()):
+            ind = self.policy.indicators[i]
+            out.append(
+                Hit(ind.id, ind.category, tuple(dict.fromkeys(terms)), lang,
+                    tuple(dict.fromkeys(words)))
+            )  # fmt: skip
         return tuple(out)
 
     def _derive(self, facts: Facts) -> _Derived:
-        norm = [normalise(t) for t in facts.texts if t]
-        hits = self._hits(norm)
+        hits = self.indicators(facts.texts, facts.language)
         wanted = facts.kind in self._wanted
         content: tuple[str, ...] = ()
         if not wanted and self._content is not None and facts.kind in self._content.kinds:
+            norm = [normalise(t) for t in facts.texts if t]
             content = self._content.asks_for_arrest(norm)
         cats = frozenset(h.category for h in hits)
         ordinary = "ordinary_crime" in cats or any(
@@ -393,7 +407,8 @@ class Engine:
         hits = d.hits
         if d.content:
             reasons.append(CONTENT_WANTED)
-            hits += (Hit(CONTENT_INDICATOR, CONTENT_CATEGORY, d.content),)
+            words = d.content
+            hits += (Hit(CONTENT_INDICATOR, CONTENT_CATEGORY, d.content, facts.language, words),)
         reasons += [f"indicator:{h.category}:{h.indicator}" for h in d.hits]
         if d.protected:
             reasons.append("subject:protected")

@@ -11,6 +11,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from i24net.errors import PolicyError
+from i24net.policy._match import (
+    DEFAULT_BREAKERS,
+    DEFAULT_NEGATIONS,
+    DEFAULT_STOPWORDS,
+    Lexicon,
+    compile_concept,
+)
 from i24net.policy._text import compile_term
 from i24net.schemas import KIND_SCHEMAS
 
@@ -74,7 +81,11 @@ class _Strict(BaseModel):
 
 
 class Indicator(_Strict):
-    """A named set of terms, in each working language, that signal one category."""
+    """A concept (a named set of terms in each working language) that signals one category.
+
+    Terms are stem patterns matched within a sentence (syntax: ``_match.py``):
+    ``"insult* ~4 president|king"``, ``"opposition party"``, ``"=strike"``.
+    """
 
     id: Annotated[str, Field(pattern=_ID.pattern)]
     category: Annotated[str, Field(pattern=_REASON.pattern)]
@@ -84,10 +95,33 @@ class Indicator(_Strict):
     @field_validator("terms")
     @classmethod
     def _terms(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        _check_terms(v)
+        for lang, terms in v.items():
+            for t in terms:
+                try:
+                    compile_concept(t, lang)
+                except ValueError as exc:
+                    raise ValueError(f"{lang}: {exc}") from None
         if not any(v.values()):
             raise ValueError("an indicator needs at least one term")
         return v
+
+
+class Matching(_Strict):
+    """Words the indicator matcher treats specially, per language (``_match.py``).
+
+    ``stopwords`` are skipped on both sides (so "head of the state" is "head
+    state"); a match is dropped when one of ``negations`` stands within
+    ``negation_window`` words before it, unless one of ``breakers`` (or a
+    comma) stands between them. Absent lists take the built-in defaults.
+    """
+
+    stopwords: dict[Language, list[str]] = DEFAULT_STOPWORDS  # type: ignore[assignment]
+    negations: dict[Language, list[str]] = DEFAULT_NEGATIONS  # type: ignore[assignment]
+    breakers: dict[Language, list[str]] = DEFAULT_BREAKERS  # type: ignore[assignment]
+    negation_window: Annotated[int, Field(ge=0, le=10)] = 4
+
+    def lexicon(self) -> Lexicon:
+        return Lexicon.of(self.stopwords, self.negations, self.breakers, self.negation_window)
 
 
 def _check_terms(v: dict[str, list[str]]) -> None:
@@ -211,6 +245,8 @@ class Policy(_Strict):
     wanted_person_content: WantedPersonContent | None = None
     """Free-text kinds screened as wanted-person requests when their text asks for
     an arrest (absent: only ``wanted_person_kinds`` are wanted-person requests)."""
+    matching: Matching = Matching()
+    """Stop words, negations and breakers of the indicator matcher."""
     indicators: list[Indicator]
     rules: list[Rule]
 
@@ -226,6 +262,14 @@ class Policy(_Strict):
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
             raise ValueError(f"duplicate rule or indicator ids: {sorted(dup)}")
+        lexicon = self.matching.lexicon()
+        for ind in self.indicators:
+            for lang, terms in ind.terms.items():
+                for t in terms:
+                    try:
+                        compile_concept(t, lang, lexicon)
+                    except ValueError as exc:
+                        raise ValueError(f"indicator {ind.id}: {lang}: {exc}") from None
         known = {i.category for i in self.indicators} | {"ordinary_crime"}
         for cat in (*self.risk_categories, *self.article3_categories):
             if cat not in known:
