@@ -3,8 +3,10 @@
 ``provision(conn, stations, ...)`` computes the desired state from the station
 list and makes the broker match it, idempotently:
 
-* **topics** (``docs/topics.md``): ``i24.out.<code>`` and ``i24.in.<code>`` per
-  station, ``i24.directory`` (log-compacted), ``i24.quarantine``, ``i24.audit``
+* **topics** (``docs/topics.md``): the shared ingress topic ``i24.out``
+  (partitioned by sender), ``i24.in.<code>`` per station (and, while
+  ``TopicPolicy.legacy_out_topics``, the old per-station ``i24.out.<code>``),
+  ``i24.directory`` (log-compacted), ``i24.quarantine``, ``i24.audit``
   (one partition, kept forever), ``i24.dlq``; each with its partitions,
   replication factor, ``min.insync.replicas`` and retention. Missing topics are
   created, a managed config that drifted is set back. Topics of a removed
@@ -17,11 +19,12 @@ list and makes the broker match it, idempotently:
 * **ACLs** (deny by default; ``StandardAuthorizer``):
 
   ==================  =============================================================
-  ``User:<code>``     WRITE ``i24.out.<code>``; READ ``i24.in.<code>`` and
+  ``User:<code>``     WRITE ``i24.out`` (and ``i24.out.<code>`` while legacy
+                      topics are on), never READ it; READ ``i24.in.<code>`` and
                       ``i24.directory``; READ group ``i24.gw.<code>``;
                       WRITE/DESCRIBE transactional ids ``i24.gw.<code>.*``;
                       IDEMPOTENT_WRITE on the cluster
-  ``User:router``     READ ``i24.out.*``; WRITE ``i24.in.*``; READ+WRITE
+  ``User:router``     READ ``i24.out`` (and ``i24.out.*``); WRITE ``i24.in.*``; READ+WRITE
                       quarantine, audit; WRITE dlq; READ directory; groups and
                       transactional ids ``i24.router*``; IDEMPOTENT_WRITE
   ``User:publisher``  WRITE ``i24.directory`` (the GS publishes station records)
@@ -32,6 +35,12 @@ list and makes the broker match it, idempotently:
   Provisioning owns every ACL on ``i24.*`` resources and on the cluster that
   names a ``User:`` principal other than the super users: an ACL not in the
   desired set is deleted, which is how removing a station revokes it.
+* **client quotas** (``QuotaPolicy``): every station principal gets a
+  ``producer_byte_rate`` (and optionally ``request_percentage``), so that on the
+  shared ingress topic no station can take more than its share of the broker and
+  the router (the broker delays a producer over its quota; nothing is refused).
+  Provisioning owns the quotas of named ``user`` entities: a removed station's are
+  deleted; service principals and super users have none.
 
 The caller's connection must be a super user (the ``admin`` SCRAM user created
 when the broker's storage is formatted).
@@ -83,6 +92,8 @@ SEEN_RETENTION_MS = 8 * 86_400_000
 """The seen-id changelog outlives every message it protects: the envelope's maximum
 lifetime (7 days) plus the clock skew, with a day to spare."""
 DLQ_TOPIC = f"{PREFIX}.dlq"
+INGRESS_TOPIC = f"{PREFIX}.out"
+"""The shared ingress topic: every station's gateway writes here, partitioned by sender."""
 OUT_PREFIX = f"{PREFIX}.out."
 IN_PREFIX = f"{PREFIX}.in."
 
@@ -99,9 +110,12 @@ MAX_MESSAGE_BYTES = 2 << 20
 """``max.message.bytes`` of every i24net topic: a delivery envelope (``max_envelope``,
 1 MiB + 16 KiB, docs/envelope.md) with its record headers fits, and so does every
 record the router produces (it checks them against ``MAX_RECORD_BYTES``)."""
+OUT_RETENTION_MS = 7 * DAY_MS
+"""Ingress retention: the envelope's maximum lifetime (past it a message is expired)."""
 OUT_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
-"""``i24.out.*`` records carry the broker's append time, a time the sending station does
-not choose: the router decides on it whether the sender's key was revoked (security.md)."""
+"""Ingress records (``i24.out``, and the legacy ``i24.out.*``) carry the broker's append
+time, a time the sending station does not choose: the router decides on it whether the
+sender's key was revoked (security.md)."""
 
 
 def out_topic(code: str) -> str:
@@ -130,11 +144,17 @@ class TopicPolicy:
 
     replication_factor: int = 1
     min_insync_replicas: int = 1
+    ingress_partitions: int = 12
+    """Partitions of ``i24.out``: the router's instances share them; a station's records
+    stay in one (partitioned by sender). 12 keeps every fetch small (docs/topics.md)."""
+    legacy_out_topics: bool = True
+    """Also create the old per-station ``i24.out.<code>`` topics (and their WRITE ACLs)
+    while gateways that write them remain (migration, docs/topics.md)."""
     out_partitions: int = 1
     in_partitions: int = 1
     quarantine_partitions: int = 1
     dlq_partitions: int = 1
-    out_retention_ms: int = 7 * DAY_MS
+    out_retention_ms: int = OUT_RETENTION_MS
     in_retention_ms: int = 14 * DAY_MS  # a gateway may be offline for days
     quarantine_retention_ms: int = 30 * DAY_MS  # held until a GS reviewer decides
     dlq_retention_ms: int = 30 * DAY_MS
@@ -174,16 +194,23 @@ class TopicPolicy:
             TopicSpec(AUDIT_TOPIC, 1, rf, self._config(self.audit_retention_ms)),
             TopicSpec(SEEN_TOPIC, 1, rf, self._config(SEEN_RETENTION_MS)),
             TopicSpec(DLQ_TOPIC, self.dlq_partitions, rf, self._config(self.dlq_retention_ms)),
+            TopicSpec(
+                INGRESS_TOPIC,
+                self.ingress_partitions,
+                rf,
+                self._config(self.out_retention_ms, **OUT_TOPIC_CONFIG),
+            ),
         ]
         for code in sorted(set(stations)):
-            specs.append(
-                TopicSpec(
-                    out_topic(code),
-                    self.out_partitions,
-                    rf,
-                    self._config(self.out_retention_ms, **OUT_TOPIC_CONFIG),
+            if self.legacy_out_topics:
+                specs.append(
+                    TopicSpec(
+                        out_topic(code),
+                        self.out_partitions,
+                        rf,
+                        self._config(self.out_retention_ms, **OUT_TOPIC_CONFIG),
+                    )
                 )
-            )
             specs.append(
                 TopicSpec(
                     in_topic(code), self.in_partitions, rf, self._config(self.in_retention_ms)
@@ -210,10 +237,11 @@ def _acl(
     return AclBinding(f"User:{user}", rtype, name, pattern, op)
 
 
-def station_acls(code: str) -> set[AclBinding]:
-    """What a station's gateway may do, and nothing more."""
-    return {
-        _acl(code, _T, out_topic(code), _LIT, _W),
+def station_acls(code: str, *, legacy: bool = True) -> set[AclBinding]:
+    """What a station's gateway may do, and nothing more: WRITE (never READ) the shared
+    ingress topic; with ``legacy``, WRITE its old ``i24.out.<code>`` topic too."""
+    acls = {
+        _acl(code, _T, INGRESS_TOPIC, _LIT, _W),
         _acl(code, _T, in_topic(code), _LIT, _R),
         _acl(code, _T, DIRECTORY_TOPIC, _LIT, _R),
         _acl(code, _G, gateway_group(code), _LIT, _R),
@@ -223,13 +251,16 @@ def station_acls(code: str) -> set[AclBinding]:
         _acl(code, _X, f"{gateway_group(code)}.", _PRE, _D),
         _acl(code, _C, CLUSTER_RESOURCE, _LIT, AclOperation.IDEMPOTENT_WRITE),
     }
+    if legacy:
+        acls.add(_acl(code, _T, out_topic(code), _LIT, _W))
+    return acls
 
 
-def service_acls() -> set[AclBinding]:
+def service_acls(*, legacy: bool = True) -> set[AclBinding]:
     """The router, the directory publisher, the auditor and the operator."""
     r = ROUTER
     acls = {
-        _acl(r, _T, OUT_PREFIX, _PRE, _R),
+        _acl(r, _T, INGRESS_TOPIC, _LIT, _R),
         _acl(r, _T, IN_PREFIX, _PRE, _W),
         _acl(r, _T, QUARANTINE_TOPIC, _LIT, _R),
         _acl(r, _T, QUARANTINE_TOPIC, _LIT, _W),
@@ -254,14 +285,71 @@ def service_acls() -> set[AclBinding]:
         acls.add(_acl(OPERATOR, _T, f"{PREFIX}.", _PRE, op))
         acls.add(_acl(OPERATOR, _C, CLUSTER_RESOURCE, _LIT, op))
     acls.add(_acl(OPERATOR, _G, f"{PREFIX}.", _PRE, AclOperation.DESCRIBE))
+    if legacy:
+        acls.add(_acl(r, _T, OUT_PREFIX, _PRE, _R))
     return acls
 
 
-def desired_acls(stations: Iterable[str]) -> set[AclBinding]:
-    acls = service_acls()
+def desired_acls(stations: Iterable[str], *, legacy: bool = True) -> set[AclBinding]:
+    acls = service_acls(legacy=legacy)
     for code in stations:
-        acls |= station_acls(code)
+        acls |= station_acls(code, legacy=legacy)
     return acls
+
+
+# -- desired client quotas --------------------------------------------------------
+
+PRODUCER_BYTE_RATE = "producer_byte_rate"
+REQUEST_PERCENTAGE = "request_percentage"
+
+
+@dataclass(frozen=True)
+class QuotaPolicy:
+    """Kafka client quotas per station principal (``User:<code>``).
+
+    ``producer_byte_rate`` (bytes/s, averaged over the broker's quota window, 11 s by
+    default) bounds what one station can write to the shared ingress topic, so one
+    station's flood cannot take the others' share of the broker and of the router's
+    fair scheduling lane it shares with the stations hashed to the same partition. The
+    default, 256 KiB/s, is ~80 envelopes/s of 3 KiB or one envelope of the maximum
+    size (1 MiB + 16 KiB) every 4 s: far above any station's sustained traffic, about
+    a quarter of the router's measured capacity. A station over it is slowed (the broker
+    delays its responses), never refused. ``request_percentage`` (percent of one
+    broker I/O/network thread) optionally bounds its request rate too.
+    ``overrides`` gives a station other values (the GS's broadcast notices, a busy NCB).
+    """
+
+    producer_byte_rate: int | None = 256 << 10
+    request_percentage: float | None = None
+    overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def for_station(self, code: str) -> dict[str, float]:
+        want: dict[str, float] = {}
+        if self.producer_byte_rate is not None:
+            want[PRODUCER_BYTE_RATE] = float(self.producer_byte_rate)
+        if self.request_percentage is not None:
+            want[REQUEST_PERCENTAGE] = float(self.request_percentage)
+        want.update({k: float(v) for k, v in self.overrides.get(code, {}).items()})
+        return want
+
+
+def quota_changes(
+    want: Mapping[str, Mapping[str, float]],
+    have: Mapping[str, Mapping[str, float]],
+    protected: set[str],
+) -> dict[str, dict[str, float | None]]:
+    """The AlterClientQuotas operations turning ``have`` into ``want`` (user -> key ->
+    value, None removes); the quotas of ``protected`` users are left alone."""
+    changes: dict[str, dict[str, float | None]] = {}
+    for user in sorted(set(want) | set(have)):
+        if user in protected:
+            continue
+        w, h = want.get(user, {}), have.get(user, {})
+        ops: dict[str, float | None] = {k: v for k, v in w.items() if h.get(k) != v}
+        ops.update({k: None for k in h if k not in w})
+        if ops:
+            changes[user] = ops
+    return changes
 
 
 def _managed(acl: AclBinding, protected: set[str]) -> bool:
@@ -285,6 +373,7 @@ class ProvisionReport:
     topics_underpartitioned: list[str] = field(default_factory=list)
     users_created: list[str] = field(default_factory=list)
     users_removed: list[str] = field(default_factory=list)
+    quotas_changed: list[str] = field(default_factory=list)
     acls_created: list[str] = field(default_factory=list)
     acls_removed: list[str] = field(default_factory=list)
     password_files: dict[str, Path] = field(default_factory=dict)
@@ -296,6 +385,7 @@ class ProvisionReport:
             or self.topics_reconfigured
             or self.users_created
             or self.users_removed
+            or self.quotas_changed
             or self.acls_created
             or self.acls_removed
         )
@@ -308,6 +398,7 @@ class ProvisionReport:
             f"{len(self.topics_reconfigured)} topics reconfigured",
             f"{len(self.users_created)} credentials created",
             f"{len(self.users_removed)} credentials revoked",
+            f"{len(self.quotas_changed)} quotas changed",
             f"{len(self.acls_created)} ACLs created",
             f"{len(self.acls_removed)} ACLs removed",
         ]
@@ -386,10 +477,12 @@ async def provision(
     credentials_dir: Path,
     *,
     policy: TopicPolicy | None = None,
+    quotas: QuotaPolicy | None = None,
     rotate: Iterable[str] = (),
     super_users: Iterable[str] = (ADMIN_USER,),
 ) -> ProvisionReport:
-    """Converge topics, SCRAM credentials and ACLs to the station list; report changes.
+    """Converge topics, SCRAM credentials, client quotas and ACLs to the station list;
+    report changes.
 
     ``stations`` is the station codes (or a mapping keyed by them, such as
     ``i24net.stations.all_stations()``). ``super_users`` are never given or
@@ -398,6 +491,7 @@ async def provision(
     """
     codes = _station_codes(stations)
     policy = policy or TopicPolicy()
+    quotas = quotas or QuotaPolicy()
     report = ProvisionReport()
     protected = set(super_users) | {ADMIN_USER}
     users = [*codes, *SERVICE_USERS]
@@ -426,8 +520,17 @@ async def provision(
         for user in stale_users:
             password_file(credentials_dir, user).unlink(missing_ok=True)
 
+        # client quotas (stations only)
+        changes = quota_changes(
+            {code: quotas.for_station(code) for code in codes},
+            await admin.user_quotas(),
+            protected | set(SERVICE_USERS),
+        )
+        await admin.alter_user_quotas(changes)
+        report.quotas_changed = sorted(changes)
+
         # ACLs
-        want = desired_acls(codes)
+        want = desired_acls(codes, legacy=policy.legacy_out_topics)
         have = await admin.describe_acls()
         to_create = want - have
         to_delete = {a for a in have - want if _managed(a, protected)}
@@ -590,12 +693,14 @@ __all__ = [
     "AUDIT_TOPIC",
     "DIRECTORY_TOPIC",
     "DLQ_TOPIC",
+    "INGRESS_TOPIC",
     "OPERATOR",
     "PUBLISHER",
     "QUARANTINE_TOPIC",
     "ROUTER",
     "SEEN_TOPIC",
     "ProvisionReport",
+    "QuotaPolicy",
     "SecuredBroker",
     "TopicPolicy",
     "desired_acls",

@@ -155,6 +155,35 @@ async def test_station_to_router_to_station_path_is_allowed(secured: SecuredBrok
     )
 
 
+async def test_stations_write_the_ingress_topic_and_only_the_router_reads_it(
+    secured: SecuredBroker,
+) -> None:
+    """The shared ingress topic: every station may append, none may read (another
+    station's records stay unseen), the router reads."""
+    for code in ("FR", "JP"):
+        async with producer(secured.connection(code)) as p:
+            await p.send_and_wait("i24.out", f"from {code}".encode(), partition=0)
+    async with consumer(secured.connection("router"), "i24.out", "i24.router.ingress") as c:
+        seen: set[bytes] = set()
+        deadline = time.monotonic() + 20
+        while not {b"from FR", b"from JP"} <= seen and time.monotonic() < deadline:
+            for rs in (await c.getmany(timeout_ms=1000)).values():
+                seen |= {r.value for r in rs if r.value is not None}
+    assert {b"from FR", b"from JP"} <= seen
+    with pytest.raises(ke.TopicAuthorizationFailedError):
+        async with consumer(secured.connection("FR"), "i24.out", "i24.gw.FR") as c:
+            await c.getmany(timeout_ms=5000)
+
+
+async def test_provision_gives_every_station_a_byte_rate_quota(secured: SecuredBroker) -> None:
+    async with SecurityAdmin(secured.admin) as admin:
+        quotas = await admin.user_quotas()
+    assert {code: quotas.get(code) for code in STATIONS} == {
+        code: {"producer_byte_rate": 256 * 1024} for code in STATIONS
+    }
+    assert not {"router", "publisher", "auditor", "operator", "admin"} & set(quotas)
+
+
 async def test_directory_is_written_by_publisher_and_read_by_stations(
     secured: SecuredBroker,
 ) -> None:
@@ -289,12 +318,15 @@ async def test_provision_is_idempotent_and_removal_revokes(secured: SecuredBroke
 
     added = await provision(secured.admin, [*STATIONS, "BR"], creds)
     assert "BR" in added.users_created and {"i24.out.BR", "i24.in.BR"} <= set(added.topics_created)
+    assert added.quotas_changed == ["BR"]
     br = secured.connection("BR")
     assert await check_connection(br) == [1]
     assert (creds / "BR.password").stat().st_mode & 0o777 == 0o600
 
     removed = await provision(secured.admin, STATIONS, creds)
-    assert removed.users_removed == ["BR"]
+    assert removed.users_removed == ["BR"] and removed.quotas_changed == ["BR"]
+    async with SecurityAdmin(secured.admin) as admin:
+        assert "BR" not in await admin.user_quotas()
     assert any("User:BR" in a for a in removed.acls_removed)
     assert not [a for a in await _acls(secured) if a.principal == "User:BR"]
     assert not (creds / "BR.password").exists()

@@ -36,7 +36,8 @@ from i24net.audit import SCHEMA as AUDIT_SCHEMA
 from i24net.audit import read_records, verify_chain
 from i24net.audit.topic import prime
 from i24net.envelope import Recipients
-from i24net.kafka import KafkaConnection
+from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
+from i24net.provision import OUT_TOPIC_CONFIG
 from i24net.router.settings import Topics
 from i24net.router.testing import build_network, hints, police_message, provision, settings_toml
 
@@ -121,7 +122,10 @@ class Setup:
                 ids.append(h.message_id)
                 futs.append(
                     await producer.send(
-                        self.topics.out("FR"),
+                        # The shared ingress topic, spread by message id over its 12
+                        # partitions (a gateway would put all of FR's in one): so each
+                        # instance of the takeover test owns some of FR's records.
+                        self.topics.ingress,
                         key=h.message_id.encode(),
                         value=data,
                         headers=hints(h),
@@ -186,6 +190,8 @@ async def setup(
 ) -> Any:
     s = Setup(kafka_conn, tmp_path, unique_name("t") + ".")
     await provision(kafka_conn, s.net, s.topics)
+    # The ingress topic as the routers create it (written before the first one starts).
+    await ensure_topics(kafka_conn, [TopicSpec(s.topics.ingress, 12, config=OUT_TOPIC_CONFIG)])
     try:
         yield s
     finally:
@@ -271,7 +277,7 @@ async def test_two_instances_one_killed_delivers_exactly_once(setup: Setup) -> N
     a = setup.start("a", crash_after=2, router=SHIPPED_TIMEOUTS)
     await until(lambda: assigned(setup, "a") is not None, 120, "a's assignment")
     b = setup.start("b", router=SHIPPED_TIMEOUTS)
-    everything = 3 * 4  # i24.out.{BR,FR,GS,JP}, 3 partitions each
+    everything = 12 + 3 * 4  # i24.out (12), and the legacy i24.out.{BR,FR,GS,JP} (3 each)
 
     def shared() -> bool:
         na, nb = assigned(setup, "a"), assigned(setup, "b")

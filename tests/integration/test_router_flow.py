@@ -354,3 +354,50 @@ async def test_hold_review_reject_and_approve_with_audit(env: Env) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_the_shared_ingress_topic_flows_and_a_forged_record_tells_nobody(env: Env) -> None:
+    """Messages of several stations on ``i24.out`` (partitioned by sender, broker-stamped
+    time) are delivered; a record that does not verify is refused with no notice to the
+    station it claims (issue 12: the topic no longer says who wrote it)."""
+    from aiokafka.partitioner import murmur2
+
+    assert env.topics.ingress in env.app._consumer.subscription()
+    parts = sorted(await env.producer.partitions_for(env.topics.ingress))
+    assert len(parts) == env.settings.router.ingress_partitions
+    sent: dict[str, str] = {}
+    for sender, text in (("FR", "Theft of a car"), ("DE", "Theft of a bicycle")):
+        h, data = env.net.gateway(sender, now()).message(
+            "POLICE_MESSAGE", police_message(text), Recipients.to("JP"), now()
+        )
+        partition = parts[(murmur2(sender.encode()) & 0x7FFFFFFF) % len(parts)]
+        await env.producer.send_and_wait(
+            env.topics.ingress,
+            data,
+            key=h.message_id.encode(),
+            headers=hints(h),
+            partition=partition,
+        )
+        sent[h.message_id] = sender
+    h, data = env.net.gateway("FR", now()).message(
+        "POLICE_MESSAGE", police_message("Theft of a boat"), Recipients.to("JP"), now()
+    )
+    forged = data[:-1] + bytes([data[-1] ^ 1])
+    await env.producer.send_and_wait(
+        env.topics.ingress, forged, key=h.message_id.encode(), headers=hints(h)
+    )
+    delivered = await read_topic(env.conn, env.topics.inbox("JP"), 2)
+    assert sorted(header(r, "i24-msgid") or "" for r in delivered) == sorted(sent)
+    dead = await read_topic(env.conn, env.topics.dlq, 1)
+    assert [header(r, "i24-claimed-sender") for r in dead] == ["FR"]
+    assert [header(r, "i24-sender") for r in dead] == [None]
+    # FR hears about its own delivered message only, never about the forged record that
+    # claimed to be from it (its notices are read after the refusal was committed).
+    rx = Receiver(env.net.secrets["FR"], env.net.directory, ReplayWindow(clock=now))
+    about = set()
+    for r in await read_topic(env.conn, env.topics.inbox("FR"), 1):
+        _, n = env.net.store.decode_single(
+            rx.open(r.value).payload, expected="net.i24.StatusNotice"
+        )
+        about.add(n["message_id"])
+    assert about == {m for m, s in sent.items() if s == "FR"}

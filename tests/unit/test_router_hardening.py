@@ -60,9 +60,10 @@ class Router:
         *,
         key: bytes | None = b"k",
         appended_ms: int | None = None,
+        topic: str = TOPICS.out("FR"),
     ) -> Decided:
         return self.pipeline.process(
-            TOPICS.out("FR"), "h.i24.out.FR:0:1", key, data, headers or [], set(), appended_ms
+            topic, f"{topic}:0:1", key, data, headers or [], set(), appended_ms
         )
 
     def refusals(self, reason: str) -> float:
@@ -221,3 +222,58 @@ def test_without_an_append_time_the_routers_clock_decides(router: Router) -> Non
     _, data = router.message()
     d = router.process(data, appended_ms=None)
     assert (d.status, d.reason) == ("refused", Reason.REVOKED_KEY.value)
+
+
+# --- the shared ingress topic (issue 12): the signed sender is the only origin ----------
+
+
+def notices(d: Decided) -> list[Any]:
+    return [o for o in d.outputs if o.topic.startswith(TOPICS.inbox(""))]
+
+
+def test_on_the_ingress_topic_a_verified_message_is_delivered(router: Router) -> None:
+    h, data = router.message()
+    d = router.process(data, list(hints(h)), topic=TOPICS.ingress)
+    assert d.status == "delivered"
+    assert delivered_to(d) == {"JP", "FR"}  # the delivery and the sender's notice
+
+
+def test_on_the_ingress_topic_an_unverifiable_record_gets_no_notice(router: Router) -> None:
+    """Nobody vouches for who wrote it: the ``i24-sender`` hint is a claim, kept for
+    operators in the DLQ record, and no notice goes to the claimed station (a notice on
+    a claim would let one station forge refusals of another's messages)."""
+    h, data = router.message()
+    tampered = data[:-1] + bytes([data[-1] ^ 1])
+    d = router.process(tampered, list(hints(h)), topic=TOPICS.ingress)
+    assert d.status == "refused" and d.reason is not None
+    assert header(dlq(d), "i24-claimed-sender") == b"FR"
+    assert "i24-sender" not in dict(dlq(d).headers)
+    assert notices(d) == []
+    assert d.audit[0].sender is None
+    failures = router.registry.get_sample_value(
+        "i24net_router_verification_failures_total", {"reason": d.reason, "station": "FR"}
+    )
+    assert failures == 1
+
+
+def test_a_claimed_sender_outside_the_directory_is_not_a_label(router: Router) -> None:
+    h, data = router.message()
+    forged = [(k, b"ZZ-NOT-A-STATION" if k == "i24-sender" else v) for k, v in hints(h)]
+    d = router.process(data[:-1] + b"\x00", forged, topic=TOPICS.ingress)
+    assert d.status == "refused"
+    assert "i24-claimed-sender" not in dict(dlq(d).headers)
+    failures = router.registry.get_sample_value(
+        "i24net_router_verification_failures_total", {"reason": d.reason, "station": "unknown"}
+    )
+    assert failures == 1
+
+
+def test_on_a_per_station_topic_the_owner_is_still_told_and_checked(router: Router) -> None:
+    """The old layout during the migration: the topic's owner (broker ACLs) gets the
+    notice, and a message signed by another station on it is refused unauthorised."""
+    h, data = router.message()
+    tampered = data[:-1] + bytes([data[-1] ^ 1])
+    d = router.process(tampered, list(hints(h)))
+    assert [o.topic for o in notices(d)] == [TOPICS.inbox("FR")]
+    d = router.process(data, list(hints(h)), topic=TOPICS.out("JP"))
+    assert (d.status, d.reason) == ("refused", "unauthorised")

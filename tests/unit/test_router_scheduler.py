@@ -175,3 +175,25 @@ async def test_a_leftover_waits_only_for_the_rest_of_its_window(tmp_path: Path) 
     assert [len(b) for b in batches] == [1]
     assert now[0] - t0 <= 0.011 + 1e-9  # fetched at t0 + 1 ms: the window ends at t0 + 11 ms
     assert consumer.timeouts[0] == 0  # records queued: the first fetch does not wait
+
+
+def ingress(partition: int, offset: int, prec: str = "ROUTINE") -> Rec:
+    return Rec("i24.out", partition, offset, (("i24-precedence", prec.encode()),))
+
+
+def test_each_ingress_partition_is_a_lane_of_its_own() -> None:
+    """On the shared ingress topic (partitioned by sender) a flood in one partition cannot
+    starve the stations of another: partitions take turns as senders do."""
+    s: FairScheduler[Rec] = FairScheduler("i24.out.", "i24.out")
+    s.add(ingress(3, i) for i in range(1000))
+    s.add([ingress(7, 0)])
+    assert s.senders() == {"#3", "#7"}
+    batch = s.next_batch(10)
+    assert ingress(7, 0) in batch and len(batch) == 10
+
+
+def test_flash_goes_first_across_ingress_partitions() -> None:
+    s: FairScheduler[Rec] = FairScheduler("i24.out.", "i24.out")
+    s.add(ingress(3, i) for i in range(50))
+    s.add([ingress(7, 0, "FLASH")])
+    assert s.next_batch(1) == [ingress(7, 0, "FLASH")]

@@ -1,9 +1,11 @@
-"""ACLs and SCRAM credentials through the Kafka protocol (what aiokafka's admin client lacks).
+"""ACLs, SCRAM credentials and client quotas through the Kafka protocol (what aiokafka's
+admin client lacks).
 
-aiokafka 0.14 has no ACL or SCRAM admin API, and its CreateAcls/DeleteAcls
-structs stop at the non-flexible v1, one ACL per request. This module sends the
-flexible versions Kafka 4.x serves (CreateAcls/DescribeAcls/DeleteAcls v2-v3,
-AlterUserScramCredentials and DescribeUserScramCredentials v0) through
+aiokafka 0.14 has no ACL, SCRAM or client-quota admin API, and its
+CreateAcls/DeleteAcls structs stop at the non-flexible v1, one ACL per request.
+This module sends the flexible versions Kafka 4.x serves
+(CreateAcls/DescribeAcls/DeleteAcls v2-v3, AlterUserScramCredentials and
+DescribeUserScramCredentials v0, DescribeClientQuotas and AlterClientQuotas v1) through
 aiokafka's own protocol layer and connection (so TLS/SASL come from the same
 ``KafkaConnection``), batching every ACL of a run into one request. The field
 layouts follow Kafka's ``clients/src/main/resources/common/message/*.json``.
@@ -29,9 +31,11 @@ from typing import Any, ClassVar, TypeAlias
 
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import (
+    Boolean,
     CompactArray,
     CompactBytes,
     CompactString,
+    Float64,
     Int8,
     Int16,
     Int32,
@@ -312,6 +316,75 @@ class AlterUserScramCredentialsRequest_v0(RequestStruct):
     )
 
 
+_Entity = CompactArray(("entity_type", _S), ("entity_name", _S), _T)
+
+
+class DescribeClientQuotasResponse_v1(Response):
+    API_KEY = 48
+    API_VERSION = 1
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("error_code", Int16),
+        ("error_message", _S),
+        (
+            "entries",
+            CompactArray(
+                ("entity", _Entity),
+                ("values", CompactArray(("key", _S), ("value", Float64), _T)),
+                _T,
+            ),
+        ),
+        _T,
+    )
+
+
+class DescribeClientQuotasRequest_v1(RequestStruct):
+    FLEXIBLE_VERSION = True
+    API_KEY = 48
+    API_VERSION = 1
+    RESPONSE_TYPE = DescribeClientQuotasResponse_v1
+    SCHEMA = Schema(
+        (
+            "components",
+            CompactArray(("entity_type", _S), ("match_type", Int8), ("match", _S), _T),
+        ),
+        ("strict", Boolean),
+        _T,
+    )
+
+
+class AlterClientQuotasResponse_v1(Response):
+    API_KEY = 49
+    API_VERSION = 1
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        (
+            "entries",
+            CompactArray(("error_code", Int16), ("error_message", _S), ("entity", _Entity), _T),
+        ),
+        _T,
+    )
+
+
+class AlterClientQuotasRequest_v1(RequestStruct):
+    FLEXIBLE_VERSION = True
+    API_KEY = 49
+    API_VERSION = 1
+    RESPONSE_TYPE = AlterClientQuotasResponse_v1
+    SCHEMA = Schema(
+        (
+            "entries",
+            CompactArray(
+                ("entity", _Entity),
+                ("ops", CompactArray(("key", _S), ("value", Float64), ("remove", Boolean), _T)),
+                _T,
+            ),
+        ),
+        ("validate_only", Boolean),
+        _T,
+    )
+
+
 _AnyStruct: TypeAlias = RequestStruct
 
 
@@ -337,6 +410,9 @@ class _Raw(Request[_AnyStruct]):
 
 
 # -- SCRAM ------------------------------------------------------------------------
+
+QUOTA_MATCH_SPECIFIED = 2
+"""DescribeClientQuotas match type: every entity with a name (not the default)."""
 
 SCRAM_SHA_512 = 2
 #: Kafka accepts 4096-16384 iterations for SCRAM-SHA-512.
@@ -472,3 +548,43 @@ class SecurityAdmin:
         )
         for user, code, message, _ in resp.results:
             raise_for_code(code, message, f"deleting the SCRAM credential of {user}")
+
+    # -- client quotas (per user principal) -------------------------------------
+    async def user_quotas(self) -> dict[str, dict[str, float]]:
+        """The quotas set on named ``user`` entities alone (user name -> key -> value);
+        defaults and (user, client-id) pairs are not listed."""
+        resp = await self._send(
+            DescribeClientQuotasRequest_v1([("user", QUOTA_MATCH_SPECIFIED, None, {})], True, {})
+        )
+        raise_for_code(resp.error_code, resp.error_message, "describing client quotas")
+        out: dict[str, dict[str, float]] = {}
+        for entity, values, _ in resp.entries or ():
+            if len(entity) != 1 or entity[0][0] != "user" or entity[0][1] is None:
+                continue
+            out[entity[0][1]] = {key: value for key, value, _ in values}
+        return out
+
+    async def alter_user_quotas(
+        self, changes: dict[str, dict[str, float | None]], *, validate_only: bool = False
+    ) -> None:
+        """Set (a value) or remove (None) quota keys of users: user -> key -> value."""
+        entries: list[tuple[Any, ...]] = []
+        for user, ops in sorted(changes.items()):
+            if not ops:
+                continue
+            entries.append(
+                (
+                    [("user", user, {})],
+                    [
+                        (k, 0.0 if v is None else float(v), v is None, {})
+                        for k, v in sorted(ops.items())
+                    ],
+                    {},
+                )
+            )
+        if not entries:
+            return
+        resp = await self._send(AlterClientQuotasRequest_v1(entries, validate_only, {}))
+        for code, message, entity, _ in resp.entries:
+            who = ",".join(f"{t}={n}" for t, n, _ in entity)
+            raise_for_code(code, message, f"setting client quotas of {who}")

@@ -1,4 +1,4 @@
-"""The router service: consume ``i24.out.*``, decide, produce, all in one Kafka transaction.
+"""The router service: consume ``i24.out``, decide, produce, all in one Kafka transaction.
 
     async with RouterApp(settings, registry) as app:
         await app.run(stop)
@@ -46,7 +46,7 @@ from i24net.errors import BrokerError, Reason, ServiceError
 from i24net.kafka import TopicSpec, ensure_topics
 from i24net.keys import load_root_public, load_station
 from i24net.policy import Engine, load_policy
-from i24net.provision import SEEN_RETENTION_MS
+from i24net.provision import OUT_RETENTION_MS, OUT_TOPIC_CONFIG, SEEN_RETENTION_MS
 from i24net.replay import ReplayWindow
 from i24net.router.metrics import RouterMetrics
 from i24net.router.pipeline import Decided, Out, Pipeline
@@ -65,10 +65,17 @@ of a rebalance could otherwise wait for the group's rebalance timeout)."""
 
 
 def topic_specs(settings: RouterSettings) -> list[TopicSpec]:
-    """The topics the router writes besides ``i24.in.*`` (docs/topics.md)."""
+    """The topics the router writes besides ``i24.in.*``, and the ingress topic it reads
+    (docs/topics.md; created here when missing, as in tests and the demo: ``i24net
+    provision`` makes them all on a secured broker)."""
     t = settings.topics
     big = {"max.message.bytes": str(MAX_BYTES)}
     return [
+        TopicSpec(
+            t.ingress,
+            settings.router.ingress_partitions,
+            config={**big, **OUT_TOPIC_CONFIG, "retention.ms": str(OUT_RETENTION_MS)},
+        ),
         TopicSpec(t.quarantine, 3, config={**big, "retention.ms": str(90 * 86_400_000)}),
         TopicSpec(t.dlq, 1, config={**big, "retention.ms": str(30 * 86_400_000)}),
         TopicSpec(t.audit, 1, config={"retention.ms": "-1"}),
@@ -119,7 +126,9 @@ class RouterApp:
         self.store = store or SchemaStore.default()
         self.metrics = RouterMetrics.create(registry)
         self.lock = asyncio.Lock()
-        self.scheduler: FairScheduler[Any] = FairScheduler(settings.topics.out_prefix)
+        self.scheduler: FairScheduler[Any] = FairScheduler(
+            settings.topics.out_prefix, settings.topics.ingress
+        )
         self.conn = settings.kafka.connection(f"i24net-router-{settings.router.instance}")
         self.directory = Directory(())
         self.ready = asyncio.Event()
@@ -227,7 +236,10 @@ class RouterApp:
             max_partition_fetch_bytes=MAX_BYTES,
             fetch_max_bytes=16 * MAX_BYTES,
         )
-        self._consumer.subscribe(pattern=s.topics.out_pattern, listener=_rebalance_listener(self))
+        self._consumer.subscribe(
+            pattern=s.topics.out_pattern(legacy=s.router.legacy_out_topics),
+            listener=_rebalance_listener(self),
+        )
         await self._consumer.start()
         self.ready.set()
 
@@ -512,7 +524,7 @@ class RouterApp:
                 if self._first_fetched is None:
                     self._first_fetched = now
                 self.scheduler.add(records)
-                self._active[self.scheduler.sender(tp.topic)] = now
+                self._active[self.scheduler.sender(tp.topic, tp.partition)] = now
 
     def _shared(self, now: float) -> bool:
         """Whether two or more senders were active within ``active_window_ms``."""
@@ -647,9 +659,14 @@ class RouterApp:
         r, d = item
         origin = f"{r.topic}:{r.partition}:{r.offset}"
         log.error("record %s: the broker refused its outputs (%r): dead-lettered", origin, exc)
-        station = r.topic.removeprefix(self.settings.topics.out_prefix)
         dead = self.pipeline.dead_letter(
-            station, origin, r.key, r.value or b"", Reason.BROKER_REFUSED, header=d.header
+            self.pipeline.writer(r.topic),
+            origin,
+            r.key,
+            r.value or b"",
+            Reason.BROKER_REFUSED,
+            header=d.header,
+            hints=list(r.headers or ()),
         )
         try:
             await self._commit(_offsets([r]), *_produced([dead], self.settings.topics.seen))

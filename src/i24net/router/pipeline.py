@@ -151,9 +151,9 @@ class Pipeline:
         """Decide one record; never raises (see the module docstring).
 
         ``appended_ms`` is the broker's append time of the record (``LogAppendTime`` on
-        ``i24.out.*``), a time the sender does not choose: a key revoked by then is
+        the ingress topics), a time the sender does not choose: a key revoked by then is
         refused ``revoked_key`` whatever ``created_ms`` says. None: the router's clock."""
-        station = topic.removeprefix(self.topics.out_prefix)
+        station = self.writer(topic)
         data = value or b""
         try:
             d = self._decide(station, origin, key, data, headers, batch_ids, appended_ms)
@@ -165,7 +165,9 @@ class Pipeline:
                 "".join(traceback.format_tb(exc.__traceback__)),  # no message: it may quote input
             )
             try:
-                return self.dead_letter(station, origin, key, data, Reason.INTERNAL_ERROR)
+                return self.dead_letter(
+                    station, origin, key, data, Reason.INTERNAL_ERROR, hints=headers
+                )
             except Exception:  # even the refusal failed: the bare dead-letter record
                 log.error("record %s: dead-lettered without audit entry or notice", origin)
                 self.metrics.refusals.labels(Reason.INTERNAL_ERROR.value).inc()
@@ -191,9 +193,18 @@ class Pipeline:
             return self.dead_letter(station, origin, key, data, Reason.OVERSIZED, header=d.header)
         return d
 
+    def writer(self, topic: str) -> str | None:
+        """The station the broker vouches wrote a record of ``topic``: the owner of a
+        per-station ``i24.out.<station>`` topic (only it may write there, by ACL), or None
+        on the shared ingress topic, where every station may write and the sender of the
+        signed header is the only origin (docs/security.md)."""
+        if topic == self.topics.ingress:
+            return None
+        return topic.removeprefix(self.topics.out_prefix)
+
     def _decide(
         self,
-        station: str,
+        station: str | None,
         origin: str,
         key: bytes | None,
         data: bytes,
@@ -209,16 +220,19 @@ class Pipeline:
                 raise VerificationError(
                     Reason.REPLAYED, f"{h.message_id} twice in one batch", message_id=h.message_id
                 )
-            if h.sender != station:
+            if station is not None and h.sender != station:
                 raise VerificationError(
                     Reason.UNAUTHORISED, f"sender {h.sender} on the topic of {station}"
                 )
             self._check_hints(h, headers)
             payload = self._payload(inbound)
         except VerificationError as exc:
-            self.metrics.verification_failures.labels(exc.reason.value, station).inc()
+            label = station or self._claimed(headers) or "unknown"
+            self.metrics.verification_failures.labels(exc.reason.value, label).inc()
             log.info("refused record %s: %s (%s)", origin, exc.reason.value, exc.detail)
-            return self._refuse_unverified(station, origin, key, data, exc.reason.value)
+            return self._refuse_unverified(
+                station, origin, key, data, exc.reason.value, hints=headers
+            )
         batch_ids.add(h.message_id)
         facts = Facts.from_message(
             kind=h.kind,
@@ -426,26 +440,50 @@ class Pipeline:
         self.metrics.refusals.labels(v.reason).inc()
         return d
 
+    def _claimed(self, headers: Sequence[tuple[str, bytes | None]]) -> str | None:
+        """The ``i24-sender`` hint of a record if it names a directory station: a claim,
+        never an identity (any station may write any hint on the ingress topic); bounded
+        to the directory so that metric labels stay bounded."""
+        for k, v in headers:
+            if k == "i24-sender" and v is not None and len(v) <= 16:
+                code = bytes(v).decode("ascii", "replace")
+                try:
+                    return code if code in self.directory else None
+                except Exception:  # a faulty directory must not stop the refusal
+                    return None
+        return None
+
     def _refuse_unverified(
         self,
-        station: str,
+        station: str | None,
         origin: str,
         key: bytes | None,
         data: bytes,
         reason: str,
         explanation: str = "envelope failed verification at the router",
+        *,
+        hints: Sequence[tuple[str, bytes | None]] = (),
     ) -> Decided:
-        """Refuse a record whose envelope could not be trusted (nothing in it is read)."""
+        """Refuse a record whose envelope could not be trusted (nothing in it is read).
+
+        ``station`` is the writer the broker vouches for (the owner of a per-station
+        topic): it gets a notice. On the shared ingress topic (None) nobody does: the
+        ``i24-sender`` hint is only a claim, and a notice sent on a claim would let one
+        station forge refusals of another's messages. The claim goes to the DLQ record
+        (``i24-claimed-sender``) for operators."""
         d = Decided("refused", reason=reason)
+        who: tuple[tuple[str, bytes], ...] = ()
+        if station is not None:
+            who = (("i24-sender", station.encode()),)
+        else:
+            claimed_sender = self._claimed(hints)
+            if claimed_sender is not None:
+                who = (("i24-claimed-sender", claimed_sender.encode()),)
         d.outputs.append(
             self._dlq(
                 key,
                 data,
-                (
-                    ("i24-reason", reason.encode()),
-                    ("i24-origin", origin.encode()),
-                    ("i24-sender", station.encode()),
-                ),
+                (("i24-reason", reason.encode()), ("i24-origin", origin.encode()), *who),
             )
         )
         claimed = key[:64].decode("utf-8", "replace")[:64] if key else None
@@ -454,11 +492,14 @@ class Pipeline:
                 Action.REFUSED,
                 self.actor,
                 message_id=claimed,
-                sender=station[:64] or None,
+                sender=station[:64] if station else None,
                 reason=encode_reason(None, [reason]),
                 envelope_digest=digest(data),
             )
         )
+        if station is None:
+            self.metrics.refusals.labels(reason).inc()
+            return d
         # The topic's station wrote the record (broker ACLs): tell it, if it can be reached.
         try:
             reachable = station in self.directory
@@ -476,13 +517,14 @@ class Pipeline:
 
     def dead_letter(
         self,
-        station: str,
+        station: str | None,
         origin: str,
         key: bytes | None,
         data: bytes,
         reason: Reason,
         *,
         header: Header | None = None,
+        hints: Sequence[tuple[str, bytes | None]] = (),
     ) -> Decided:
         """Refuse one record for ``reason`` whatever its content: the bounded original to
         ``i24.dlq``, an audit entry, a notice to the writing station. With ``header`` (the
@@ -496,7 +538,9 @@ class Pipeline:
             Reason.BROKER_REFUSED: "the broker refused to store what the router produced",
         }.get(reason, "refused by the router")
         if header is None:
-            return self._refuse_unverified(station, origin, key, data, reason.value, explanation)
+            return self._refuse_unverified(
+                station, origin, key, data, reason.value, explanation, hints=hints
+            )
         h = header
         d = Decided("refused", header=h, reason=reason.value, record=(h.message_id, h.expires_ms))
         d.outputs.append(

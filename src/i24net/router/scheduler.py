@@ -14,6 +14,13 @@ The precedence used here is the ``i24-precedence`` record header: an
 unauthenticated hint (the router checks it against the signed header
 afterwards and refuses a mismatch), which can only reorder the claimant's
 own share.
+
+A "sender" here is a **lane**: the station of a per-station ``i24.out.<station>``
+topic (old layout), or one partition of the shared ingress topic, which gateways
+write partitioned by sender (docs/topics.md). A partition's records must be taken
+in offset order, so fairness cannot be finer than a partition: stations whose
+codes hash to the same ingress partition share one lane (see docs/topics.md,
+"hash collisions", for what that costs a quiet station and how quotas bound it).
 """
 
 from __future__ import annotations
@@ -53,8 +60,9 @@ class FairScheduler(Generic[R]):
     hundreds of assigned ones.
     """
 
-    def __init__(self, out_prefix: str) -> None:
+    def __init__(self, out_prefix: str, ingress: str | None = None) -> None:
         self.out_prefix = out_prefix
+        self.ingress = ingress
         self._queues: dict[tuple[str, int], deque[tuple[int, R]]] = {}
         self._count = 0
         self._turn = 0  # increases at each take; last-served turn per sender
@@ -66,7 +74,11 @@ class FairScheduler(Generic[R]):
     def __bool__(self) -> bool:
         return self._count > 0
 
-    def sender(self, topic: str) -> str:
+    def sender(self, topic: str, partition: int = 0) -> str:
+        """The lane of a partition: ``#<partition>`` on the ingress topic, else the station
+        of its ``i24.out.<station>`` topic."""
+        if topic == self.ingress:
+            return f"#{partition}"
         return topic.removeprefix(self.out_prefix)
 
     def add(self, records: Iterable[R]) -> None:
@@ -114,7 +126,7 @@ class FairScheduler(Generic[R]):
 
     def senders(self) -> set[str]:
         """The senders with queued records."""
-        return {self.sender(tp[0]) for tp in self._queues}
+        return {self.sender(*tp) for tp in self._queues}
 
     def clear(self) -> None:
         self._queues.clear()
@@ -128,7 +140,7 @@ class FairScheduler(Generic[R]):
         while len(out) < max_records and queues:
             heads: dict[str, tuple[int, tuple[str, int]]] = {}
             for tp, q in queues.items():
-                s = self.sender(tp[0])
+                s = self.sender(*tp)
                 cand = (q[0][0], tp)
                 if s not in heads or cand[0] < heads[s][0]:
                     heads[s] = cand

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,18 +24,29 @@ class Topics(_S):
     prefix: str = ""
 
     def out(self, station: str) -> str:
+        """The per-station topic of the old layout (``i24.out.<station>``), which routers
+        drain while ``[router] legacy_out_topics`` is on (docs/topics.md, migration)."""
         return f"{self.prefix}i24.out.{station}"
 
     def inbox(self, station: str) -> str:
         return f"{self.prefix}i24.in.{station}"
 
     @property
+    def ingress(self) -> str:
+        """The shared ingress topic every station's gateway writes to, partitioned by
+        sender (docs/topics.md): one subscription of a dozen partitions, not one per
+        station (aiokafka lists every assigned partition in every fetch)."""
+        return f"{self.prefix}i24.out"
+
+    @property
     def out_prefix(self) -> str:
         return f"{self.prefix}i24.out."
 
-    @property
-    def out_pattern(self) -> str:
-        return "^" + self.out_prefix.replace(".", r"\.") + ".*"
+    def out_pattern(self, *, legacy: bool) -> str:
+        """The router's subscription: the ingress topic, and with ``legacy`` every
+        per-station ``i24.out.<station>`` topic too."""
+        ingress = re.escape(self.ingress)
+        return f"^{ingress}(\\..+)?$" if legacy else f"^{ingress}$"
 
     @property
     def quarantine(self) -> str:
@@ -64,6 +76,13 @@ class RouterSection(_S):
     so a restarted instance fences its zombie; the audit chain is ``router/<instance>``."""
     group: str = "i24.router"
     metadata_max_age_ms: Annotated[int, Field(ge=100)] = 5000
+    ingress_partitions: Annotated[int, Field(ge=1, le=1000)] = 12
+    """Partitions of the ingress topic when the router creates it (tests, demo; ``i24net
+    provision`` creates it in production). The router's instances share them."""
+    legacy_out_topics: bool = True
+    """Drain the per-station ``i24.out.<station>`` topics as well as the ingress topic
+    (migration: on while any gateway still writes them; off once they are drained, so
+    every fetch lists a dozen partitions instead of hundreds)."""
     batch_max_records: Annotated[int, Field(ge=1, le=10_000)] = 200
     poll_timeout_ms: Annotated[int, Field(ge=1)] = 100
     batch_linger_ms: Annotated[int, Field(ge=0)] = 10
