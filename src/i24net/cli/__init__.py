@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "provision",
     "router",
     "review",
+    "policy",
     "audit",
     "report",
     "demo",
