@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,12 +59,21 @@ def chain_hash(chain: str, previous: bytes, record_bytes: bytes) -> bytes:
     return digest(LABEL + bytes([len(c)]) + c + previous + record_bytes)
 
 
-def encode_reason(rule: str | None, reasons: Sequence[str], policy: str | None = None) -> str:
+def encode_reason(
+    rule: str | None,
+    reasons: Sequence[str],
+    policy: str | None = None,
+    hits: Sequence[Mapping[str, object]] = (),
+) -> str:
     """The ``reason`` field: compact JSON ``{"rule": ..., "reasons": [...]}``, with
-    ``"policy"`` (the screening policy's digest) when a policy decided."""
+    ``"policy"`` (the screening policy's digest) when a policy decided, and
+    ``"hits"`` (each indicator found: id, category, language and the matched
+    vocabulary words, ``Verdict.hit_record``) when it found any."""
     value: dict[str, object] = {"rule": rule, "reasons": list(reasons)}
     if policy is not None:
         value["policy"] = policy
+    if hits:
+        value["hits"] = [dict(h) for h in hits]
     return json.dumps(value, separators=(",", ":"))
 
 

@@ -160,7 +160,20 @@ class Verdict:
     def reason(self) -> str:
         return self.reasons[0]
 
+    def hit_record(self) -> list[dict[str, object]]:
+        """What the screen saw, as recorded with a held message (``i24-screen``) and
+        in the audit: per hit its indicator, category, language and matched words
+        (vocabulary words of the text, never the text). Bounded (``HIT_RECORD_MAX``
+        hits of ``HIT_WORDS_MAX`` words) whatever a hostile text matches."""
+        out = []
+        for h in self.hits[:HIT_RECORD_MAX]:
+            rec = h.explain()
+            rec["words"] = list(h.words[:HIT_WORDS_MAX])
+            out.append(rec)
+        return out
 
+
+HIT_RECORD_MAX, HIT_WORDS_MAX = 24, 12
 FLOOR_WANTED = "FLOOR-WANTED-PERSON-RISK"
 CONTENT_WANTED = "content:wanted_person"
 """Reason of a message screened as a wanted-person request for what its text asks

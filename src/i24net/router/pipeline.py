@@ -374,6 +374,7 @@ class Pipeline:
                 env_digest,
                 actor=reviewer,
                 screened=verdict is not None and not review_id,
+                hits=verdict.hit_record() if verdict is not None and not review_id else (),
             )
         )
         if h.kind != "DELIVERY_RECEIPT":
@@ -391,7 +392,12 @@ class Pipeline:
         h = inbound.header
         d = Decided("held", header=h, reason=v.reason, record=(h.message_id, h.expires_ms))
         meta = json.dumps(
-            {"rule": v.rule, "reasons": list(v.reasons), "also_matched": list(v.also_matched)},
+            {
+                "rule": v.rule,
+                "reasons": list(v.reasons),
+                "also_matched": list(v.also_matched),
+                "hits": v.hit_record(),  # what the console highlights: words, never the text
+            },
             separators=(",", ":"),
         )
         d.outputs.append(
@@ -410,7 +416,16 @@ class Pipeline:
             )
         )
         d.audit.append(
-            self._entry(Action.HELD, h, (), v.rule, list(v.reasons), env_digest, screened=True)
+            self._entry(
+                Action.HELD,
+                h,
+                (),
+                v.rule,
+                list(v.reasons),
+                env_digest,
+                screened=True,
+                hits=v.hit_record(),
+            )
         )
         self._notice(d, h, "HELD_FOR_REVIEW", [], v.reason, None)
         self.metrics.holds.labels(v.reason).inc()
@@ -434,7 +449,16 @@ class Pipeline:
             )
         )
         d.audit.append(
-            self._entry(Action.REFUSED, h, (), v.rule, list(v.reasons), env_digest, screened=True)
+            self._entry(
+                Action.REFUSED,
+                h,
+                (),
+                v.rule,
+                list(v.reasons),
+                env_digest,
+                screened=True,
+                hits=v.hit_record(),
+            )
         )
         self._notice(d, h, "REFUSED", [], v.reason, f"refused by rule {v.rule}")
         self.metrics.refusals.labels(v.reason).inc()
@@ -585,8 +609,10 @@ class Pipeline:
         *,
         actor: str | None = None,
         screened: bool = False,
+        hits: Sequence[Mapping[str, object]] = (),
     ) -> Entry:
-        """An audit entry; ``screened``: the policy decided it (its digest is recorded)."""
+        """An audit entry; ``screened``: the policy decided it (its digest is recorded);
+        ``hits``: what the screen found (``Verdict.hit_record``)."""
         return Entry(
             action,
             actor or self.actor,
@@ -594,7 +620,7 @@ class Pipeline:
             kind=h.kind,
             sender=h.sender,
             recipients=recipients,
-            reason=encode_reason(rule, reasons, self.policy_digest if screened else None),
+            reason=encode_reason(rule, reasons, self.policy_digest if screened else None, hits),
             envelope_digest=env_digest,
         )
 
