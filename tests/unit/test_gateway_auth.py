@@ -234,6 +234,9 @@ async def test_cli_add_list_revoke_while_the_gateway_runs(
     assert failures(gw, "revoked") == 1
     assert cli(["gateway", "integrators", "list", "--config", str(config)]) == 0
     assert "revoked" in capsys.readouterr().out
+    gw._integrator_gauge()
+    for state, n in (("active", 0), ("revoked", 1), ("expired", 0)):
+        assert gw.registry.get_sample_value("i24net_gateway_integrators", {"state": state}) == n
 
 
 async def test_cli_token_file_is_private_and_names_are_never_reused(

@@ -291,11 +291,13 @@ class Gateway:
             raise ConfigError("a Gateway runs once; make a new one to restart")
         await self.inbound.seed_window()
         log.info(
-            "gateway %s: %d messages waiting in the outbox, API on %s:%d",
+            "gateway %s: %d messages waiting in the outbox, API on %s://%s:%d, %d integrators",
             self.settings.station,
             self.backlog.messages,
+            "http" if self.settings.api.tls is None else "https",
             self.settings.api.host,
             self.settings.api.port,
+            len(self.auth.integrators),
         )
         try:
             async with asyncio.TaskGroup() as tg:
