@@ -756,3 +756,22 @@ def test_show_names_the_words_to_highlight(world: World) -> None:
     mid = world.hold()
     words = {w for hit in world.svc.show(mid)["hits"] for w in hit["words"]}
     assert {"opposition journalist", "elections"} & words, words
+
+
+def test_show_prefers_the_surface_words_the_screen_recorded_with_the_hold(
+    world: World,
+) -> None:
+    mid = world.hold()
+    h = world.svc.held[mid]
+    screen = json.loads(h.headers["i24-screen"])
+    screen["hits"] = [
+        {"indicator": "x.one", "category": "political", "lang": "en", "words": ["accused"]},
+        {"indicator": "x.two", "category": "status", "terms": ["journalist"]},  # older form
+        "not a hit",
+    ]
+    h.headers["i24-screen"] = json.dumps(screen)
+    hits = world.svc.show(mid)["hits"]
+    assert [(x["indicator"], x["lang"], x["words"]) for x in hits] == [
+        ("x.one", "en", ["accused"]),
+        ("x.two", None, ["journalist"]),
+    ]

@@ -521,7 +521,12 @@ class ReviewService:
             payload=payload,
         )
         return [
-            {"indicator": x.indicator, "category": x.category, "lang": None, "words": list(x.terms)}
+            {
+                "indicator": x.indicator,
+                "category": x.category,
+                "lang": x.lang or None,
+                "words": list(x.words or x.terms),
+            }
             for x in self.app.pipeline.engine.indicators(facts.texts)
         ]
 
