@@ -31,6 +31,29 @@ from pathlib import Path
 from typing import Any
 
 _THREAD = re.compile(r"^(thread|process) \(")
+# A stack through one of these is a thread waiting, not working: py-spy's idle
+# detection misses some with --native (a pool thread blocked on its queue's lock
+# shows as PyThread_acquire_lock_timed → libc), so the summary drops them itself.
+WAITING = frozenset(
+    {
+        "epoll_wait",
+        "EpollSelector.select",
+        "PyThread_acquire_lock_timed",
+        "pthread_cond_wait",
+        "pthread_cond_timedwait",
+        "sem_wait",
+        "sem_timedwait",
+        "sem_clockwait",
+        "nanosleep",
+        "clock_nanosleep",
+        "poll",
+        "select",
+    }
+)
+
+
+def _function(frame: str) -> str:
+    return frame.split(" (", 1)[0]
 
 
 def py_spy() -> str | None:
@@ -93,6 +116,7 @@ class Profiler:
             )
             out[r.name] = {
                 "samples": summary["samples"],
+                "busy_samples": summary["busy_samples"],
                 "top_self": summary["self"][:10],
                 "files": [str(r.out), str(self.folder / f"pyspy-{r.name}-top.txt")],
             }
@@ -130,26 +154,34 @@ def _short(frame: str) -> str:
 
 def summarize(stacks: list[tuple[tuple[str, ...], int]], top: int = 25) -> dict[str, Any]:
     """Samples; top frames by self (the leaf) and by total (anywhere in the stack,
-    counted once per stack); the share of each thread. Shares are of all samples."""
-    total = sum(n for _, n in stacks)
+    counted once per stack); the share of each thread. Stacks of a waiting thread
+    (``WAITING``) are counted apart and left out of the rankings, whose shares are
+    of the busy samples. Unnamed native frames (``[libc.so.6]``) rank by self only:
+    as an outer frame they are every thread's start routine, which says nothing."""
+    total = busy = 0
     self_c: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     threads: Counter[str] = Counter()
     for stack, n in stacks:
+        total += n
         frames = [f for f in stack if not _THREAD.match(f)]
+        if not frames or any(_function(f) in WAITING for f in frames):
+            continue
+        busy += n
         thread = next((f for f in stack if _THREAD.match(f)), "all")
         threads[thread] += n
-        if not frames:
-            continue
         self_c[_short(frames[-1])] += n
         for f in {_short(f) for f in frames}:
-            incl[f] += n
+            if not f.startswith("["):
+                incl[f] += n
 
     def shares(c: Counter[str]) -> list[tuple[str, float]]:
-        return [(k, v / total) for k, v in c.most_common(top)] if total else []
+        return [(k, v / busy) for k, v in c.most_common(top)] if busy else []
 
     return {
         "samples": total,
+        "busy_samples": busy,
+        "waiting_share": (total - busy) / total if total else 0.0,
         "self": shares(self_c),
         "total": shares(incl),
         "threads": shares(threads),
@@ -157,7 +189,11 @@ def summarize(stacks: list[tuple[tuple[str, ...], int]], top: int = 25) -> dict[
 
 
 def render_top(name: str, summary: dict[str, Any]) -> str:
-    lines = [f"py-spy --native --threads, {name}: {summary['samples']} samples (idle excluded)"]
+    lines = [
+        f"py-spy --native --threads, {name}: {summary['samples']} samples, "
+        f"{summary['busy_samples']} busy ({summary['waiting_share']:.0%} were threads "
+        "waiting: left out); shares below are of the busy samples"
+    ]
     for title, key in (("self", "self"), ("total (inclusive)", "total"), ("threads", "threads")):
         lines += ["", f"top by {title}:"]
         lines += [f"  {share:6.1%}  {frame}" for frame, share in summary[key]]

@@ -203,12 +203,13 @@ async def fairness(
     from the start; the first ``warmup_s`` are discarded (start-up: the
     group join, the first fetches, the producers' first transactions), then
     ``window_s`` seconds are measured alone. Then the flooder writes a backlog
-    sized to last longer than a second window at the router's measured rate
-    (``flood_rate``), and the quiet messages created while that backlog was not
+    of a window's worth at the router's measured rate alone (``flood_rate``;
+    at most 12,000: the router shares the bench's loop with the pacer, so it
+    lasts longer than a window), and the quiet messages created while it was not
     yet drained are the "during a flood" sample. Latency: from the quiet
     message's ``created_ms`` to the end of the router batch that decided it.
     """
-    flood_n = int(max(200, flood_rate * window_s * 1.5))
+    flood_n = int(min(12_000, max(200, flood_rate * window_s)))
     gw = sc.net.gateway(flooder, _now())
     backlog = []
     for i in range(flood_n):

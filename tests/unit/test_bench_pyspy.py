@@ -16,6 +16,8 @@ RAW = [
     "thread (101);<module> (/x/cli.py:3);run (/x/app.py:10);fetch (/y/fetcher.py:200) 60",
     "thread (101);<module> (/x/cli.py:3);run (/x/app.py:12);sign (/z/signing.py:5) 20",
     "thread (202);writer (/x/store.py:40);0x7f0011 (libc.so.6) 20",
+    "thread (303);0x7f0001 (libc.so.6);worker (/t.py:9);PyThread_acquire_lock_timed (x.c) 50",
+    "thread (101);run (/x/app.py:9);EpollSelector.select (selectors.py:1);epoll_wait (libc) 50",
     "not a stack line",
     "",
 ]
@@ -23,7 +25,7 @@ RAW = [
 
 def test_parse_collapsed_skips_malformed_lines() -> None:
     stacks = parse_collapsed(RAW)
-    assert len(stacks) == 3
+    assert len(stacks) == 5
     assert stacks[0] == (
         (
             "thread (101)",
@@ -37,7 +39,10 @@ def test_parse_collapsed_skips_malformed_lines() -> None:
 
 def test_summary_shares_by_self_total_and_thread() -> None:
     s = summarize(parse_collapsed(RAW), top=10)
-    assert s["samples"] == 100
+    assert s["samples"] == 200
+    # waiting threads are counted apart, and the shares are of the 100 busy samples
+    assert s["busy_samples"] == 100 and s["waiting_share"] == pytest.approx(0.5)
+    assert "worker (t.py)" not in dict(s["total"])
     assert s["self"][0] == ("fetch (fetcher.py)", pytest.approx(0.6))
     assert dict(s["self"])["[libc.so.6]"] == pytest.approx(0.2)  # unnamed native frames
     total = dict(s["total"])
@@ -49,7 +54,10 @@ def test_summary_shares_by_self_total_and_thread() -> None:
         "thread (202)": pytest.approx(0.2),
     }
     text = render_top("router", s)
-    assert "router: 100 samples" in text and " 60.0%  fetch (fetcher.py)" in text
+    assert "router: 200 samples, 100 busy (50% were threads waiting" in text
+    assert "[libc.so.6]" not in dict(
+        s["total"]
+    )  # a thread's start routine, not a hot spot and " 60.0%  fetch (fetcher.py)" in text
     assert summarize([])["self"] == []
     # a recursive function is in a stack once, whatever its depth
     rec = summarize(parse_collapsed(["thread (1);walk (/t.py:3);walk (/t.py:5) 10"]))
@@ -61,6 +69,6 @@ def test_speedscope_file_has_one_sample_per_stack_with_its_weight() -> None:
     doc = speedscope("router", stacks)
     frames = [f["name"] for f in doc["shared"]["frames"]]
     prof = doc["profiles"][0]
-    assert prof["weights"] == [60, 20, 20] and prof["endValue"] == 100
+    assert prof["weights"] == [60, 20, 20, 50, 50] and prof["endValue"] == 200
     assert [frames[i] for i in prof["samples"][1]] == list(stacks[1][0])
-    assert len(frames) == len(set(frames)) == 9  # distinct frames, shared
+    assert len(frames) == len(set(frames)) == 16  # distinct frames, shared
