@@ -316,10 +316,12 @@ class Engine:
         """The indicators found in ``texts``: one :class:`Hit` per indicator and
         language, in policy order, naming the terms and the words that matched.
         ``language``: the message's, whose terms are compared by stem (the others'
-        by their exact forms; None: all by stem)."""
-        return self._hits(self.matcher.find(texts, language))
+        by their exact forms; None: all by stem). A hit in another language that
+        adds no word to the same indicator's hit in the message's language is left
+        out (the same word, "elections", is a French and an English term)."""
+        return self._hits(self.matcher.find(texts, language), language)
 
-    def _hits(self, matches: Sequence[Match]) -> tuple[Hit, ...]:
+    def _hits(self, matches: Sequence[Match], language: str | None = None) -> tuple[Hit, ...]:
         by: dict[tuple[int, str], tuple[list[str], list[str]]] = {}
         for m in matches:
             terms, words = by.setdefault((self._owner[m.index], m.term.lang), ([], []))
@@ -327,6 +329,9 @@ class Engine:
             words.extend(m.words)
         out = []
         for (i, lang), (terms, words) in sorted(by.items()):
+            own = by.get((i, language)) if language is not None else None
+            if lang != language and own is not None and set(words) <= set(own[1]):
+                continue
             ind = self.policy.indicators[i]
             out.append(
                 Hit(ind.id, ind.category, tuple(dict.fromkeys(terms)), lang,
