@@ -33,11 +33,12 @@ from i24net.envelope import (
     Sender,
     new_message_id,
 )
-from i24net.errors import VerificationError
+from i24net.errors import IntakeRefusedError, VerificationError
 from i24net.gateway import Gateway, Settings, inbox, parse_settings
 from i24net.gateway.auth import create_integrator
 from i24net.gateway.outbox import STATUS_ORDER
 from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
+from i24net.kafka.security import CertificateAuthority
 from i24net.keys import RootSecrets, StationSecrets, save_root, save_station
 from i24net.replay import ReplayWindow
 from i24net.schemas import SchemaStore
@@ -329,6 +330,67 @@ async def test_two_gateways_round_trip(world: World, kafka_conn: KafkaConnection
             metrics = (await h.get("/metrics")).text
             assert "i24net_gateway_messages_sent_total" in metrics
             assert "i24net_build_info" in metrics
+
+
+async def test_round_trip_over_mutual_tls(world: World, kafka_conn: KafkaConnection) -> None:
+    """Both APIs over TLS with certificates from the project's development CA: FR's
+    integrator holds a bearer token, JP's is a client certificate bound by its CN; a
+    scope-limited integrator at JP sees nothing of the kind it may not read."""
+    from i24net.kafka.security import issue_certificate, write_dev_pki
+
+    await make_topics(kafka_conn, world.prefix)
+    pki_dir = world.dir / "api-pki"
+    pki = write_dev_pki(pki_dir, broker_names=())
+    ca = CertificateAuthority(pki.ca_file.read_bytes(), pki.ca_key_file.read_bytes())
+
+    def pem(name: str, **kw: Any) -> tuple[Path, Path]:
+        issued = issue_certificate(ca, name, **kw)
+        cert, key = pki_dir / f"{name}.pem", pki_dir / f"{name}.key"
+        cert.write_bytes(issued.cert_pem)
+        key.write_bytes(issued.key_pem)
+        key.chmod(0o600)
+        return cert, key
+
+    def tls(code: str) -> dict[str, Any]:
+        cert, key = pem(f"gateway-{code}")
+        return {"tls": {"cert_file": str(cert), "key_file": str(key),
+                        "client_ca_file": str(pki.ca_file)}}  # fmt: skip
+
+    ws_cert, ws_key = pem("jp-analyst-ws", dns_names=(), ip_addresses=())
+    jp_settings = world.settings("JP", kafka_conn.bootstrap, api=tls("JP"))
+    create_integrator(
+        jp_settings.integrators_path,
+        "analyst",
+        ["inbox:read"],
+        token=False,
+        cert_cn="jp-analyst-ws",
+    )
+    border = create_integrator(jp_settings.integrators_path, "border", ["inbox:read:DB_RESPONSE"])
+    router = FakeRouter(world, kafka_conn, ("FR", "JP"))
+    async with (
+        Gateway(world.settings("FR", kafka_conn.bootstrap, api=tls("FR"))) as fr,
+        Gateway(jp_settings) as jp,
+        running(router.run),
+        AsyncGatewayClient(
+            f"https://127.0.0.1:{fr.port}", token=world.token("FR"), ca_file=pki.ca_file
+        ) as cfr,
+        AsyncGatewayClient(
+            f"https://localhost:{jp.port}", cert_file=ws_cert, key_file=ws_key, ca_file=pki.ca_file
+        ) as cjp,
+        AsyncGatewayClient(
+            f"https://127.0.0.1:{jp.port}", token=border, ca_file=pki.ca_file
+        ) as cborder,
+    ):
+        mid = await cfr.send("POLICE_MESSAGE", to=["JP"], payload=PM)
+        got = await cjp.inbox(wait=30)
+        assert [m["message_id"] for m in got["messages"]] == [mid]
+        assert (await cjp.fetch(mid))["payload"]["subject_line"] == "stolen car"
+        assert (await cborder.inbox())["messages"] == []
+        with pytest.raises(IntakeRefusedError) as err:
+            await cborder.fetch(mid)
+        assert err.value.http_status == 403
+        st = await cfr.status(mid)
+        assert st["integrator"] == "tester"
 
 
 def assert_forward_only(statuses: list[str]) -> None:
