@@ -52,6 +52,17 @@ WAITING = frozenset(
 )
 
 
+# Frames every busy stack passes through (the event loop, a thread's start): in a
+# ranking by total they would sit at 100 % and push the informative ones out.
+PLUMBING_FILES = frozenset(
+    {"runners.py", "base_events.py", "events.py", "threading.py", "_asynciomodule.c", "<string>"}
+)
+
+
+def _plumbing(short: str) -> bool:
+    return short.startswith(("[", "<module>")) or short.rsplit("(", 1)[-1][:-1] in PLUMBING_FILES
+
+
 def _function(frame: str) -> str:
     return frame.split(" (", 1)[0]
 
@@ -156,8 +167,9 @@ def summarize(stacks: list[tuple[tuple[str, ...], int]], top: int = 25) -> dict[
     """Samples; top frames by self (the leaf) and by total (anywhere in the stack,
     counted once per stack); the share of each thread. Stacks of a waiting thread
     (``WAITING``) are counted apart and left out of the rankings, whose shares are
-    of the busy samples. Unnamed native frames (``[libc.so.6]``) rank by self only:
-    as an outer frame they are every thread's start routine, which says nothing."""
+    of the busy samples. Unnamed native frames (``[libc.so.6]``) and the event
+    loop's and threads' own frames (``PLUMBING_FILES``) rank by self only: as outer
+    frames they are in every stack, which says nothing."""
     total = busy = 0
     self_c: Counter[str] = Counter()
     incl: Counter[str] = Counter()
@@ -172,7 +184,7 @@ def summarize(stacks: list[tuple[tuple[str, ...], int]], top: int = 25) -> dict[
         threads[thread] += n
         self_c[_short(frames[-1])] += n
         for f in {_short(f) for f in frames}:
-            if not f.startswith("["):
+            if not _plumbing(f):
                 incl[f] += n
 
     def shares(c: Counter[str]) -> list[tuple[str, float]]:
@@ -225,3 +237,10 @@ def speedscope(name: str, stacks: list[tuple[tuple[str, ...], int]]) -> dict[str
         "name": f"i24net bench {name}",
         "exporter": "bench/pyspy.py",
     }
+
+
+if __name__ == "__main__":  # python -m bench.pyspy pyspy-<name>.txt ...: the top-N again
+    for arg in sys.argv[1:]:
+        path = Path(arg)
+        summary = summarize(parse_collapsed(path.read_text(errors="replace").splitlines()), 30)
+        print(render_top(path.stem.removeprefix("pyspy-"), summary))
