@@ -541,3 +541,42 @@ async def test_openapi_declares_the_security_schemes_and_scopes(gw: Gateway) -> 
     for p, m, op in v1:
         assert op["security"] == [{"bearer": []}, {"mutualTLS": []}], (p, m)
         assert "Scope:" in op["description"] and "401" in op["responses"], (p, m)
+
+
+async def test_cli_send_and_inbox_authenticate(
+    gw: Gateway,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = create_integrator(settings.integrators_path, "cli", ["send", "status:read"])
+    assert token is not None
+    token_file = tmp_path / "cli.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    url = f"http://127.0.0.1:{gw.port}"
+    send = [
+        "send",
+        "--url",
+        url,
+        "--to",
+        "JP",
+        "--kind",
+        "POLICE_MESSAGE",
+        "--json",
+        json.dumps(PM),
+    ]
+    monkeypatch.delenv("I24NET_TOKEN_FILE", raising=False)
+    # without credentials: refused, and the CLI says why
+    assert await asyncio.to_thread(cli, send) == 2
+    assert "unauthenticated" in capsys.readouterr().err
+    # --token-file, or $I24NET_TOKEN_FILE
+    assert await asyncio.to_thread(cli, [*send, "--token-file", str(token_file)]) == 0
+    monkeypatch.setenv("I24NET_TOKEN_FILE", str(token_file))
+    assert await asyncio.to_thread(cli, send) == 0
+    ids = capsys.readouterr().out.split()
+    assert len(ids) == 2 and outbox_rows(gw) == 2
+    # its scope has no inbox:read
+    assert await asyncio.to_thread(cli, ["inbox", "--url", url]) == 2
+    assert "forbidden" in capsys.readouterr().err
