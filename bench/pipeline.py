@@ -61,12 +61,19 @@ from bench.procstat import CpuMeter, cpu_seconds, peak_rss_mib, phase_cpu
 from bench.pyspy import Profiler
 from bench.report import loadavg
 from bench.stats import open_loop_schedule, summarize
+from bench.topology import (
+    ensure_router_topics,
+    gateways_write_ingress,
+    layout,
+    router_extra,
+    station_out,
+)
 from i24net.client import AsyncGatewayClient
 from i24net.clock import system_clock
 from i24net.envelope import Receiver, Recipients
 from i24net.kafka import KafkaConnection
 from i24net.replay import ReplayWindow
-from i24net.router.settings import Topics
+from i24net.router.settings import Topics, load_settings
 from i24net.router.testing import (
     Network,
     build_network,
@@ -156,6 +163,8 @@ class Cluster:
         t0 = time.perf_counter()
         net = build_network(self.stations, self.tmp / "keys", now_ms=_now_ms())
         await provision(self.conn, net, self.topics, out_partitions=3)
+        cfg = self.router_config("topics", legacy=False)
+        await ensure_router_topics(self.conn, load_settings(cfg))
         entries = self.tmp / "entries"
         entries.mkdir()
         for code, entry in net.entries.items():
@@ -205,7 +214,12 @@ class Cluster:
         svc.port, svc.token = port, token
         return svc
 
-    def start_router(self, instance: str) -> Service:
+    def start_router(self, instance: str, *, legacy: bool) -> Service:
+        """``legacy``: also drain the per-station topics (while gateways write them)."""
+        cfg = self.router_config(instance, legacy=legacy)
+        return self._spawn(f"router-{instance}", ["router", "--config", str(cfg)])
+
+    def router_config(self, instance: str, *, legacy: bool) -> Path:
         cfg = self.tmp / f"router-{instance}.toml"
         cfg.write_text(
             settings_toml(
@@ -216,9 +230,10 @@ class Cluster:
                 state_dir=self.tmp / "router-state",
                 policy=POLICY,
                 group=self.group,
+                extra_router=router_extra(legacy=legacy),
             )
         )
-        return self._spawn(f"router-{instance}", ["router", "--config", str(cfg)])
+        return cfg
 
     async def ready(self, svc: Service, within_s: float = 90.0) -> None:
         """A gateway answers ``/readyz`` 200."""
@@ -564,7 +579,7 @@ async def broadcasts(
     }
 
 
-def _seal_backlog(cl: Cluster, n: int, seed: int) -> list[tuple[str, bytes, bytes, Any]]:
+def _seal_backlog(cl: Cluster, n: int, seed: int) -> list[tuple[str, bytes, str, bytes, Any]]:
     assert cl.net is not None
     rnd = random.Random(seed)
     senders = [c for c in cl.stations if c not in (SENDER, RECIPIENT)][:16]
@@ -576,7 +591,8 @@ def _seal_backlog(cl: Cluster, n: int, seed: int) -> list[tuple[str, bytes, byte
         h, data = gws[src].message(
             "POLICE_MESSAGE", police_message(PAYLOAD_TEXT), Recipients.to(dst), _now_ms()
         )
-        out.append((cl.topics.out(src), h.message_id.encode(), data, hints(h)))
+        topic, key = station_out(cl.topics, src, h.message_id)
+        out.append((topic, key, h.message_id, data, hints(h)))
     return out
 
 
@@ -586,7 +602,7 @@ async def scale(cl: Cluster, n: int, counts: tuple[int, ...], say: Say) -> dict[
     recipients = [c for c in cl.stations if c not in (SENDER, RECIPIENT)][:16]
     for k in counts:
         backlog = _seal_backlog(cl, n, seed=k)
-        routers = [cl.start_router(f"s{k}{chr(97 + i)}") for i in range(k)]
+        routers = [cl.start_router(f"s{k}{chr(97 + i)}", legacy=False) for i in range(k)]
         try:
             await cl.group_members(k)
             deliveries = Deliveries(cl.conn, cl.topics, recipients)
@@ -599,13 +615,14 @@ async def scale(cl: Cluster, n: int, counts: tuple[int, ...], say: Say) -> dict[
             t0 = time.time()
             try:
                 futs = [
-                    await producer.send(t, key=key, value=v, headers=h) for t, key, v, h in backlog
+                    await producer.send(t, key=key, value=v, headers=h)
+                    for t, key, _, v, h in backlog
                 ]
                 await asyncio.gather(*futs)
             finally:
                 await producer.stop()
             produced_s = time.time() - t0
-            ids = {key.decode(): 1 for _, key, _, _ in backlog}
+            ids = {mid: 1 for _, _, mid, _, _ in backlog}
             short = await deliveries.wait(ids, 180)
             stamps = [t for m in ids for _, t, _ in deliveries.seen.get(m, ())]
             elapsed = max(stamps) / 1000 - t0
@@ -662,7 +679,10 @@ async def run(
             await cl.setup()
             if parts & {"pipeline", "trickle", "latency", "broadcast"}:
                 fr, jp = cl.start_gateway(SENDER), cl.start_gateway(RECIPIENT)
-                router = cl.start_router("p")
+                legacy = not gateways_write_ingress()
+                out["layout"] = {"pipeline": layout(legacy), "scale": layout(False)}
+                say(f"  topics: {out['layout']['pipeline']}")
+                router = cl.start_router("p", legacy=legacy)
                 t0 = time.perf_counter()
                 await cl.ready(fr)
                 await cl.ready(jp)

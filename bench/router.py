@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 import i24net
 from bench.stats import percentile
+from bench.topology import ensure_router_topics, layout, router_extra, station_out
 from i24net.envelope import Precedence, Recipients
 from i24net.kafka import KafkaConnection
 from i24net.router.app import RouterApp
@@ -60,6 +61,9 @@ class _Scenario:
         self.conn, self.tmp, self.net, self.topics = conn, tmp, net, topics
 
     async def app(self, name: str) -> RouterApp:
+        return RouterApp(self.settings(name), CollectorRegistry())
+
+    def settings(self, name: str) -> Any:
         cfg = self.tmp / f"{name}.toml"
         cfg.write_text(
             settings_toml(
@@ -70,9 +74,10 @@ class _Scenario:
                 state_dir=self.tmp / f"state-{name}",
                 policy=POLICY,
                 group=f"{self.topics.prefix}router",  # shared: each scenario resumes
+                extra_router=router_extra(legacy=False),  # the bench writes the layout's topic
             )
         )
-        return RouterApp(load_settings(cfg), CollectorRegistry())
+        return load_settings(cfg)
 
     async def produce(
         self, station: str, n: int, to: Recipients, prec: Precedence = Precedence.ROUTINE
@@ -86,14 +91,8 @@ class _Scenario:
                 h, data = gw.message(
                     "POLICE_MESSAGE", police_message(f"Theft {i}"), to, _now(), precedence=prec
                 )
-                futs.append(
-                    await p.send(
-                        self.topics.out(station),
-                        key=h.message_id.encode(),
-                        value=data,
-                        headers=hints(h),
-                    )
-                )
+                topic, key = station_out(self.topics, station, h.message_id)
+                futs.append(await p.send(topic, key=key, value=data, headers=hints(h)))
             await asyncio.gather(*futs)
         finally:
             await p.stop()
@@ -157,6 +156,8 @@ async def run(
         _say("network built; provisioning topics")
         await provision(conn, net, topics, out_partitions=3)
         sc = _Scenario(conn, tmp, net, topics)
+        await ensure_router_topics(conn, sc.settings("topics"))
+        out["layout"] = layout(legacy=False)
         _say("provisioned; single-recipient")
 
         # 1. single-recipient throughput (backlog first, then drain)
@@ -216,7 +217,7 @@ async def fairness(
         h, data = gw.message(
             "POLICE_MESSAGE", police_message(f"Flood {i}"), Recipients.to("IT"), _now()
         )
-        backlog.append((h.message_id.encode(), data, hints(h)))
+        backlog.append((*station_out(sc.topics, flooder, h.message_id), data, hints(h)))
     samples: list[tuple[float, float]] = []  # (created_ms, latency_ms) of quiet messages
     flood_done: list[float] = []
     flooded = 0
@@ -251,7 +252,7 @@ async def fairness(
             await asyncio.sleep(window_s)
             t_flood = _now()
             _say(f"fairness: alone window done; flooding {flood_n} messages from {flooder}")
-            await _produce_raw(sc, sc.topics.out(flooder), backlog)
+            await _produce_raw(sc, backlog)
             deadline = time.monotonic() + window_s * 6 + 60
             while not flood_done and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
@@ -291,7 +292,7 @@ async def fairness(
     return out
 
 
-async def _produce_raw(sc: _Scenario, topic: str, records: list[tuple[bytes, bytes, Any]]) -> None:
+async def _produce_raw(sc: _Scenario, records: list[tuple[str, bytes, bytes, Any]]) -> None:
     """Pre-sealed records as fast as the producer goes (1 MiB batches): the flood
     arrives as a backlog, and the bench's loop is busy only briefly."""
     p = AIOKafkaProducer(
@@ -299,7 +300,7 @@ async def _produce_raw(sc: _Scenario, topic: str, records: list[tuple[bytes, byt
     )
     await p.start()
     try:
-        futs = [await p.send(topic, key=k, value=v, headers=h) for k, v, h in records]
+        futs = [await p.send(t, key=k, value=v, headers=h) for t, k, v, h in records]
         await asyncio.gather(*futs)
     finally:
         await p.stop()
@@ -318,9 +319,8 @@ async def _paced(sc: _Scenario, interval: float, stop: asyncio.Event, station: s
             h, data = gw.message(
                 "POLICE_MESSAGE", police_message(f"Quiet {i}"), Recipients.to("FR"), _now()
             )
-            await p.send(
-                sc.topics.out(station), key=h.message_id.encode(), value=data, headers=hints(h)
-            )
+            topic, key = station_out(sc.topics, station, h.message_id)
+            await p.send(topic, key=key, value=data, headers=hints(h))
             i += 1
             # a fixed schedule: a slow send does not stretch the next interval
             await asyncio.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
