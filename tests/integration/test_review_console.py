@@ -203,7 +203,11 @@ class Person:
         out = os.environ.get("I24NET_SCREENSHOTS")
         if out:
             Path(out).mkdir(parents=True, exist_ok=True)
+            size = self.d.get_window_size()
+            height = self.d.execute_script("return document.documentElement.scrollHeight")
+            self.d.set_window_size(size["width"], min(2400, max(size["height"], height)))
             self.d.save_screenshot(str(Path(out) / name))
+            self.d.set_window_size(size["width"], size["height"])
 
 
 @pytest.fixture

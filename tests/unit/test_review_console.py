@@ -368,6 +368,8 @@ async def test_the_case_view_marks_the_screens_words_and_escapes_the_senders_tex
     assert f'id="rule">{screen["rule"]}<' in page
     assert all(f"<code>{r}</code>" in page for r in screen["also_matched"])
     assert 'id="record"' in page and "HELD" in page  # the trail's first line
+    # fields by their labels, in the reviewer's language; booleans as words
+    assert re.search(r"<dt>Extradition assured</dt>\s*<dd>\s*Yes", page)
 
 
 def test_highlight_escapes_every_piece_and_marks_whole_words_only() -> None:
@@ -502,7 +504,7 @@ def test_every_console_string_is_translated_in_every_catalogue() -> None:
         missing = sorted(s for s in strings if s not in cats.tables[lang])
         assert not missing, (lang, missing)
         same = [s for s in strings if cats.tables[lang][s] == s and len(s) > 4]
-        assert len(same) <= 3, (lang, same)  # a few words are the same (Description...)
+        assert len(same) <= len(strings) // 20, (lang, same)  # a few are (Description...)
 
 
 def test_the_cli_adds_a_reviewer_from_a_password_file(tmp_path: Path) -> None:
