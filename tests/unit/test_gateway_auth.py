@@ -580,3 +580,29 @@ async def test_cli_send_and_inbox_authenticate(
     # its scope has no inbox:read
     assert await asyncio.to_thread(cli, ["inbox", "--url", url]) == 2
     assert "forbidden" in capsys.readouterr().err
+
+
+async def test_renew_replaces_the_token_and_keeps_the_name(
+    gw: Gateway,
+    settings: Settings,
+    tmp_path: Path,
+    clock: FixedClock,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old = add(settings, "cms", ["status:read"], expires_s=60, clock=clock)
+    config = write_toml(settings, tmp_path / "gateway.toml")
+    new_file = tmp_path / "new.token"
+    assert cli(["gateway", "integrators", "renew", "cms", "--config", str(config),
+                "--expires", "30d", "--token-file", str(new_file)]) == 0  # fmt: skip
+    new = {"Authorization": f"Bearer {new_file.read_text().strip()}"}
+    assert stat.S_IMODE(new_file.stat().st_mode) == 0o600
+    clock.advance(120_000)  # past the old expiry, within the new one
+    async with http(gw) as c:
+        refused(await c.get("/v1/status", headers=old), 401, "unauthenticated")
+        assert (await c.get("/v1/status", headers=new)).status_code == 200
+    assert failures(gw, "unknown") == 1  # the old token's id is gone
+    [cms] = list_integrators(settings.integrators_path)
+    assert cms.name == "cms" and cms.expires_ms is not None
+    revoke_integrator(settings.integrators_path, "cms")
+    assert cli(["gateway", "integrators", "renew", "cms", "--config", str(config)]) == 2
+    assert "revoked" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """``i24net gateway --config FILE``: run one station's gateway daemon until SIGTERM.
 
-``i24net gateway integrators add|list|revoke --config FILE`` manages who may
+``i24net gateway integrators add|list|renew|revoke --config FILE`` manages who may
 use its API (``gateway/auth.py``), in the store under the gateway's
 ``data_dir``, while the gateway runs: a change is in force from its next
 request on.
@@ -11,6 +11,7 @@ request on.
     i24net gateway integrators add analyst --config gw.toml --scope inbox:read \\
         --cert-cn analyst-ws-1 --no-token
     i24net gateway integrators list --config gw.toml
+    i24net gateway integrators renew border-control --config gw.toml --token-file new.token
     i24net gateway integrators revoke border-control --config gw.toml
 """
 
@@ -34,6 +35,7 @@ from i24net.gateway.auth import (
     describe,
     list_integrators,
     parse_duration,
+    renew_integrator,
     revoke_integrator,
 )
 from i24net.service import run_service
@@ -96,6 +98,17 @@ def register(sub: Any) -> None:
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
     ls.set_defaults(func=_list)
 
+    rn = ops.add_parser(
+        "renew", help="a new expiry and a new token (the old token stops working at once)"
+    )
+    config(rn)
+    rn.add_argument("name")
+    rexp = rn.add_mutually_exclusive_group()
+    rexp.add_argument("--expires", default=f"{DEFAULT_EXPIRY_S // 86_400}d")
+    rexp.add_argument("--no-expiry", action="store_true")
+    rn.add_argument("--token-file", type=Path, help="write the new token here (mode 0600)")
+    rn.set_defaults(func=_renew)
+
     rv = ops.add_parser("revoke", help="revoke an integrator (from its next request on)")
     config(rv)
     rv.add_argument("name")
@@ -137,11 +150,25 @@ def _add(args: argparse.Namespace) -> int:
         burst=args.burst,
     )
     print(f"integrator {args.name} added", file=sys.stderr)
+    return _show_token(token, args.token_file)
+
+
+def _renew(args: argparse.Namespace) -> int:
+    token = renew_integrator(
+        _store(args),
+        args.name,
+        expires_s=None if args.no_expiry else parse_duration(args.expires),
+    )
+    print(f"integrator {args.name} renewed", file=sys.stderr)
+    return _show_token(token, args.token_file)
+
+
+def _show_token(token: str | None, token_file: Path | None) -> int:
     if token is None:
         return 0
-    if args.token_file is not None:
-        _write_private(args.token_file, token + "\n")
-        print(f"its token is in {args.token_file} (mode 0600)", file=sys.stderr)
+    if token_file is not None:
+        _write_private(token_file, token + "\n")
+        print(f"its token is in {token_file} (mode 0600)", file=sys.stderr)
     else:
         print("its token (shown once, keep it secret):", file=sys.stderr)
         print(token)

@@ -24,7 +24,8 @@ brute-forced however fast the hash is; a deliberately slow hash would only
 spend ~50 ms of the event loop's CPU on every request, and turn a flood of
 bad tokens into a denial of service. The hash is compared in constant time.
 Every integrator has an expiry (default 90 days); "never" needs an explicit
-choice.
+choice. ``renew`` gives it a new expiry and a new token (the old one stops
+working), keeping its name and so its history.
 
 **Client certificates.** An integrator may be bound to a client certificate
 (mutual TLS, ``[api.tls] client_ca_file``): by its SHA-256 fingerprint (one
@@ -405,6 +406,41 @@ def list_integrators(path: Path) -> list[Integrator]:
         return _load(conn)
 
 
+def renew_integrator(
+    path: Path, name: str, *, expires_s: int | None = DEFAULT_EXPIRY_S, clock: Clock = system_clock
+) -> str | None:
+    """A new expiry for ``name`` and, if it has a token, a new token (returned, shown once):
+    the old token stops working at the gateway's next request. The name, and so the
+    history recorded under it, stays the same. A revoked integrator cannot be renewed."""
+    now = clock()
+    with _store(path, create=False) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT revoked_ms, token_id FROM integrators WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                raise ConfigError(f"no integrator {name}")
+            if row[0] is not None:
+                raise ConfigError(f"integrator {name} is revoked; add a new one")
+            secret: str | None = None
+            token_id: str | None = None
+            digest: bytes | None = None
+            if row[1] is not None:
+                secret, token_id = new_token()
+                digest = token_hash(secret)
+            conn.execute(
+                "UPDATE integrators SET expires_ms = ?, token_id = ?, token_hash = ?"
+                " WHERE name = ?",
+                (None if expires_s is None else now + expires_s * 1000, token_id, digest, name),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return secret
+
+
 def revoke_integrator(path: Path, name: str, *, clock: Clock = system_clock) -> bool:
     """Revoke ``name`` (from the next request on); False when it was already revoked."""
     with _store(path, create=False) as conn:
@@ -586,6 +622,7 @@ __all__ = [
     "list_integrators",
     "open_store",
     "parse_duration",
+    "renew_integrator",
     "revoke_integrator",
     "token_hash",
 ]
