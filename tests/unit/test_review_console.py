@@ -196,6 +196,10 @@ async def test_each_failure_of_a_name_doubles_the_delay_and_success_resets_it(
         await b.post("/console/signin", data={"name": "reviewer.alice", "password": "x"})
         assert desk.slept[-1] == 1.0
         assert desk.console.throttle.total_failures == 5
+    reg = desk.world.app.registry
+    metric = "i24net_review_console_signins_total"
+    assert reg.get_sample_value(metric, {"outcome": "failed"}) == 5
+    assert reg.get_sample_value(metric, {"outcome": "ok"}) == 1
 
 
 async def test_a_reviewer_may_sign_in_with_their_bearer_token(

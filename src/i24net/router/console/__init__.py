@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from prometheus_client import CollectorRegistry, Counter
 
 from i24net.audit import RawRecord
 from i24net.errors import NotHeld, ReviewConflict, ReviewForbidden, ServiceError
@@ -233,6 +234,7 @@ class Console:
         self.reviewers = Reviewers.load(rs.reviewers_file)
         self.sessions = Sessions(svc.now, rs.session_ttl_ms)
         self.throttle = Throttle(rs.signin_delay_ms)
+        self.signins = signin_counter(svc.app.registry)
         self.sleep = sleep
         self.audit_source = audit_source or self._read_audit
         self.catalogues = catalogues or load_catalogues()
@@ -323,6 +325,7 @@ class Console:
                 if t is not None and t == name:
                     who = t
         if who is None:
+            self.signins.labels("failed").inc()
             delay_ms = self.throttle.failed(name)
             log.warning(
                 "console sign-in failed for %r (failure %d)", name, self.throttle.failures[name]
@@ -332,6 +335,7 @@ class Console:
                 "signin.html", lang, 401, None, failed=True, name=name, delay_s=delay_ms / 1000
             )
         self.throttle.succeeded(name)
+        self.signins.labels("ok").inc()
         sid, _s = self.sessions.start(who, language or lang)
         log.info("console: %s signed in", who)
         resp = RedirectResponse("/console/queue", status_code=303)
@@ -487,6 +491,20 @@ class Console:
         from i24net.report import read_audit
 
         return await read_audit(self.svc.app.conn, self.svc.settings.topics.audit)
+
+
+def signin_counter(registry: CollectorRegistry) -> Counter:
+    """``i24net_review_console_signins_total{outcome}`` (docs/observability.md): a rise of
+    ``failed`` is someone guessing passwords (each failure is also slowed and logged)."""
+    c = Counter(
+        "i24net_review_console_signins_total",
+        "Review console sign-in attempts, by outcome (ok, failed)",
+        ["outcome"],
+        registry=registry,
+    )
+    for outcome in ("ok", "failed"):
+        c.labels(outcome)
+    return c
 
 
 def _form_problem(detail: str) -> str:
