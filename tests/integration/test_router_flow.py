@@ -388,6 +388,9 @@ async def test_the_shared_ingress_topic_flows_and_a_forged_record_tells_nobody(e
     )
     delivered = await read_topic(env.conn, env.topics.inbox("JP"), 2)
     assert sorted(header(r, "i24-msgid") or "" for r in delivered) == sorted(sent)
+    # the router created i24.out with the broker's append time (the revocation check)
+    ingress = await read_topic(env.conn, env.topics.ingress, 3)
+    assert {r.timestamp_type for r in ingress} == {1}  # LogAppendTime
     dead = await read_topic(env.conn, env.topics.dlq, 1)
     assert [header(r, "i24-claimed-sender") for r in dead] == ["FR"]
     assert [header(r, "i24-sender") for r in dead] == [None]
