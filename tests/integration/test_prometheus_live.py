@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from i24net.client import AsyncGatewayClient
 from i24net.errors import IntakeRefusedError
 from i24net.gateway import Gateway, parse_settings
+from i24net.gateway.auth import create_integrator
 from i24net.kafka import KafkaConnection
 from i24net.metrics_catalog import (
     CORE_GATEWAY_SERIES,
@@ -160,6 +161,15 @@ async def query(client: httpx.AsyncClient, expr: str) -> dict[str, Any]:
     return body
 
 
+def _token(gw: Gateway) -> str:
+    """A bearer token for this test at ``gw`` (the gateway API authenticates integrators)."""
+    token = create_integrator(
+        gw.settings.integrators_path, "prom-test", ["send", "inbox:read", "status:read"]
+    )
+    assert token is not None
+    return token
+
+
 async def test_prometheus_scrapes_and_every_expression_evaluates(
     kafka_conn: KafkaConnection, tmp_path: Path, unique_name: Callable[[str], str]
 ) -> None:
@@ -223,8 +233,8 @@ async def test_prometheus_scrapes_and_every_expression_evaluates(
         running(http.serve(ready=http_ready, stop=stop)),
         Gateway(gateway_settings("FR")) as fr,
         Gateway(gateway_settings("JP")) as jp,
-        AsyncGatewayClient(f"http://127.0.0.1:{fr.port}") as cfr,
-        AsyncGatewayClient(f"http://127.0.0.1:{jp.port}") as cjp,
+        AsyncGatewayClient(f"http://127.0.0.1:{fr.port}", token=_token(fr)) as cfr,
+        AsyncGatewayClient(f"http://127.0.0.1:{jp.port}", token=_token(jp)) as cjp,
     ):
         await asyncio.wait_for(http_ready.wait(), 10)
         config = write_config(tmp_path / "prometheus", {"FR": fr.port, "JP": jp.port}, http.port)
