@@ -214,3 +214,62 @@ def test_the_word_cache_is_bounded(engine: Engine) -> None:
     m.find([" ".join(f"w{i}" for i in range(100))], "en")
     assert len(m._toks) == 10
     assert m.find(["treason"], "en")  # still matches past the bound
+
+
+def test_words_that_cannot_have_a_vocabulary_stem_are_never_stemmed(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Snowball costs ~0.2 ms a word here: names, places and a hostile text's
+    invented words must not pay it (``Matcher._may_stem``)."""
+    import random
+    import string
+
+    import i24net.policy._match as match
+
+    calls: list[str] = []
+    real = match.stem
+
+    def counting(lang: str, word: str) -> str:
+        calls.append(word)
+        return real(lang, word)
+
+    monkeypatch.setattr(match, "stem", counting)
+    rng = random.Random(7)
+    novel = [
+        "zq" + "".join(rng.choice(string.ascii_lowercase) for _ in range(8)) for _ in range(500)
+    ]
+    fresh = Matcher(engine.matcher.terms, engine.matcher.lexicon)
+    assert fresh.find([" ".join(novel)], "en") == []
+    assert calls == []
+    assert fresh.find(["He deserted his unit."], "en")  # real words still are
+    assert calls
+
+
+def test_the_stem_filter_changes_no_words_keys(engine: Engine) -> None:
+    """``_may_stem`` only skips words whose stem cannot be in the vocabulary: a word's
+    keys are the same with the filter and without it, on corpus and vocabulary
+    words and their inflections (a sample, to keep the test fast)."""
+    import json
+    import random
+
+    from i24net.policy._match import _STREAM
+
+    corpus = Path(__file__).resolve().parents[1] / "policy" / "corpus"
+    edges = ["taking", "dating", "during", "spy", "spying", "flies", "parties", "marches"]
+    words: set[str] = set()
+    for path in sorted(corpus.rglob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            for text in json.loads(line)["texts"]:
+                words.update(_STREAM.findall(text))
+    for ind in engine.policy.indicators:
+        for terms in ind.terms.values():
+            for term in terms:
+                for part in term.split():
+                    for alt in part.strip("=*").split("|"):
+                        words.update(alt + s for s in ("", "s", "ed", "ing", "ión", "ée", "ó"))
+    sample = edges + random.Random(3).sample(sorted(words), 2500)
+    filtered = Matcher(engine.matcher.terms, engine.matcher.lexicon)
+    unfiltered = Matcher(engine.matcher.terms, engine.matcher.lexicon)
+    unfiltered._may_stem = lambda lang, word: True  # type: ignore[method-assign]
+    for w in sample:
+        assert filtered._analyse(w) == unfiltered._analyse(w), w
