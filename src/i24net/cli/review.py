@@ -100,7 +100,16 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
 def _list(args: argparse.Namespace) -> int:
     items = _call(args, "GET", "/review/held")
     for i in items:
-        print(f"{i['message_id']}  {i['sender']:>4}  {i['kind']:<28} {i['rule']}: {i['reason']}")
+        late = "OVERDUE " if i.get("overdue") else ""
+        print(
+            f"{i['message_id']}  {i['sender']:>4}  {i['kind']:<28} {late}{i['rule']}: {i['reason']}"
+        )
+        p = i.get("proposal")
+        if p:
+            print(
+                f"    proposed by {p['reviewer']}: {p['verdict']} {p['grounds'] or ''}"
+                f" (confirm with --proposal {p['proposal_id']})"
+            )
     print(f"{len(items)} held")
     return 0
 

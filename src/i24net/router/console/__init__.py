@@ -232,6 +232,11 @@ class Console:
         self.svc = svc
         self.settings = rs
         self.reviewers = Reviewers.load(rs.reviewers_file)
+        if not self.reviewers.entries and svc.tokens is None:
+            log.warning(
+                "review console: no reviewers_file and no tokens_file: nobody can sign in "
+                "(i24net review reviewers add; docs/review.md)"
+            )
         self.sessions = Sessions(svc.now, rs.session_ttl_ms)
         self.throttle = Throttle(rs.signin_delay_ms)
         self.signins = signin_counter(svc.app.registry)
