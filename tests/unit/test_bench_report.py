@@ -275,3 +275,22 @@ def test_cpu_stacks_are_per_process_and_phase() -> None:
         {"router": 1.0, "gateway_FR": 0.5, "gateway_JP": 0.25, "broker": 0.75, "loadgen": 1.0}
     )
     assert plots.cpu_stacks({"sections": {}}) == []
+
+
+def test_compare_puts_runs_side_by_side_with_their_median() -> None:
+    from bench import compare
+
+    def run(rate: float, load: str) -> dict[str, Any]:
+        return {
+            "machine": {"loadavg_at_start": f"{load} 1.0 1.0"},
+            "sections": {"pipeline": {"msgs_per_s": rate}},
+        }
+
+    md = compare.table([run(40.0, "9.5"), run(100.0, "2.0"), run(60.0, "4.1")], ["a", "b", "c"])
+    lines = md.splitlines()
+    assert lines[0].startswith("| section | figure | unit | a (load 9.5) | b (load 2.0) |")
+    row = next(x for x in lines if "i24net end to end, burst" in x)
+    assert row.endswith("| 40.0 | 100 | 60.0 | 60.0 |")  # the median, not the mean (66.7)
+    # a figure only some runs have: a dash where missing, the median of the others
+    md2 = compare.table([run(40.0, "1"), {"sections": {}}], ["a", "b"])
+    assert next(x for x in md2.splitlines() if "burst" in x).endswith("| 40.0 | — | 40.0 |")
