@@ -54,6 +54,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -528,14 +529,19 @@ class Matcher:
                 first = content[min(chosen)]
                 return None if self._negated(first, toks) else list(chosen)
             prev, gap = coord[chosen[-1]], term.gaps[n - 1]
-            for p in positions[n]:
+            lo, hi = (prev + 1, prev + 1) if gap == 0 else (prev - gap, prev + gap)
+            ps = positions[n]
+            # only the positions inside the window (coordinates grow with positions):
+            # a text repeating a word cannot make the search quadratic
+            for i in range(bisect_left(ps, lo, key=coord.__getitem__), len(ps)):
+                p = ps[i]
+                if coord[p] > hi:
+                    break
                 if p in chosen:
                     continue
-                d = coord[p] - prev
-                if (gap == 0 and d == 1) or (gap and -gap <= d <= gap):
-                    got = extend([*chosen, p])
-                    if got is not None:
-                        return got
+                got = extend([*chosen, p])
+                if got is not None:
+                    return got
             return None
 
         for p0 in positions[0]:
