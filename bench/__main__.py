@@ -400,7 +400,7 @@ def _render(result: dict[str, Any], args: argparse.Namespace) -> None:
     print(report.summary_markdown(result, before), flush=True)
     if result["errors"]:
         print(f"\nsections that failed: {result['errors']}")
-    written = plots.write(result, folder)
+    written = plots.write(result, folder, before)
     for png in written:
         print(f"plot: {png}")
     full = result["mode"] == "full" and result["sections_run"] == list(SECTIONS)

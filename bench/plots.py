@@ -46,7 +46,9 @@ def throughput_bars(result: dict[str, Any]) -> list[tuple[str, float, str]]:
     return bars
 
 
-def write(result: dict[str, Any], folder: Path) -> list[Path]:
+def write(result: dict[str, Any], folder: Path, before: dict[str, Any] | None = None) -> list[Path]:
+    """The PNGs of ``result``; with ``before`` (the code before a change, same bench),
+    the latency and CPU plots show it beside this run."""
     try:
         import matplotlib
 
@@ -122,6 +124,15 @@ def write(result: dict[str, Any], folder: Path) -> list[Path]:
                 ha="center",
                 fontsize=8,
             )
+        old = (before or {}).get("sections", {}).get("latency", {}).get("levels", [])
+        if old:
+            old_rates = [lv["target_rate"] for lv in old]
+            ax.plot(
+                old_rates, [lv["p50_ms"] for lv in old], "o:", color="#9ecae1", label="p50 before"
+            )
+            ax.plot(
+                old_rates, [lv["p99_ms"] for lv in old], "s:", color="#fdae6b", label="p99 before"
+            )
         ax.axhline(
             50, color="#d62728", linestyle="--", linewidth=1, label="target p99 at 50 %: 50 ms"
         )
@@ -151,7 +162,7 @@ def write(result: dict[str, Any], folder: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
 
-    stacks = cpu_stacks(result)
+    stacks = paired_stacks(result, before)
     if stacks:
         names = [n for n, _ in stacks]
         colors = {
@@ -161,7 +172,7 @@ def write(result: dict[str, Any], folder: Path) -> list[Path]:
             "broker": "#ff7f0e",
             "loadgen": "#c7c7c7",
         }
-        fig, ax = plt.subplots(figsize=(8, 5))
+        fig, ax = plt.subplots(figsize=(4 + 1.6 * len(stacks), 5))
         bottoms = [0.0] * len(stacks)
         for proc in ("router", "gateway_FR", "gateway_JP", "broker", "loadgen"):
             vals = [parts.get(proc, 0.0) for _, parts in stacks]
@@ -187,6 +198,22 @@ def write(result: dict[str, Any], folder: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def paired_stacks(
+    result: dict[str, Any], before: dict[str, Any] | None
+) -> list[tuple[str, dict[str, float]]]:
+    """``cpu_stacks`` of this run, each phase preceded by the same phase *before*."""
+    stacks = cpu_stacks(result)
+    if before is None:
+        return stacks
+    old = dict(cpu_stacks(before))
+    paired: list[tuple[str, dict[str, float]]] = []
+    for name, parts in stacks:
+        if name in old:
+            paired.append((f"{name}\nbefore", old[name]))
+        paired.append((f"{name}\nafter" if name in old else name, parts))
+    return paired
 
 
 def cpu_stacks(result: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:

@@ -294,3 +294,11 @@ def test_compare_puts_runs_side_by_side_with_their_median() -> None:
     # a figure only some runs have: a dash where missing, the median of the others
     md2 = compare.table([run(40.0, "1"), {"sections": {}}], ["a", "b"])
     assert next(x for x in md2.splitlines() if "burst" in x).endswith("| 40.0 | — | 40.0 |")
+
+
+def test_cpu_stacks_pair_each_phase_with_the_run_before() -> None:
+    before = {"sections": {"pipeline": _phase(10.0)}}  # no trickle in the run before
+    names = [n for n, _ in plots.paired_stacks(RESULT, before)]
+    assert names == ["trickle 30/s", "burst\nbefore", "burst\nafter"]
+    assert dict(plots.paired_stacks(RESULT, before))["burst\nbefore"]["router"] == 4.0
+    assert plots.paired_stacks(RESULT, None) == plots.cpu_stacks(RESULT)
