@@ -553,10 +553,12 @@ class Matcher:
 
     def _negated(self, first: int, toks: Sequence[_Tok]) -> bool:
         """A negation word before ``first``, within the window (counted in content words:
-        stop words are free), and no breaker between them."""
+        stop words are free, up to 3 per window word: a run of stop words cannot make
+        the walk long), and no breaker between them."""
         seen = 0
         i = first - 1
-        while i >= 0 and seen < self.lexicon.negation_window:
+        stop = max(-1, first - 1 - 4 * self.lexicon.negation_window)
+        while i > stop and seen < self.lexicon.negation_window:
             t = toks[i]
             if t.breaker:
                 return False
