@@ -1,6 +1,8 @@
-"""The outbox drain: sealed envelopes to ``i24.out.<station>``, FLASH first.
+"""The outbox drain: sealed envelopes to the ingress topic, FLASH first.
 
-One idempotent producer (``acks=all``). Each round takes the highest
+All of a station's records go to one partition, :func:`sender_partition` (the
+shared ``i24.out`` is partitioned by sender, so one station's flood stays in its
+partition: docs/topics.md). One idempotent producer (``acks=all``). Each round takes the highest
 precedence envelopes in intake order, sends them, waits for every ack, then
 marks them SENT in one transaction. A failed round (broker down, timeout)
 retries the same envelopes after a backoff with the same producer (which
@@ -16,6 +18,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from i24net.clock import Clock
@@ -39,6 +42,16 @@ def record_headers(p: outbox.Pending, sender: str) -> list[tuple[str, bytes]]:
         ("i24-kind", p.kind.encode()),
         ("i24-precedence", p.precedence.encode()),
     ]
+
+
+def sender_partition(station: str, partitions: Iterable[int]) -> int:
+    """The partition of ``station``'s records: ``murmur2(code) mod N`` over the sorted
+    partitions, the one Kafka's default partitioner gives the key ``code`` (the record
+    key stays the message id)."""
+    from aiokafka.partitioner import murmur2
+
+    parts = sorted(partitions)
+    return parts[int(murmur2(station.encode()) & 0x7FFFFFFF) % len(parts)]
 
 
 class Drainer:
@@ -149,12 +162,14 @@ class Drainer:
     async def _send(self, producer: Any, batch: list[outbox.Pending]) -> None:
         topic = self.settings.out_topic
         station = self.settings.station
+        partition = sender_partition(station, await producer.partitions_for(topic))
         futures = [
             await producer.send(
                 topic,
                 value=p.envelope,
                 key=p.message_id.encode(),
                 headers=record_headers(p, station),
+                partition=partition,
             )
             for p in batch
         ]
