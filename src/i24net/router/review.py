@@ -284,7 +284,10 @@ class ReviewService:
         from i24net.kafka import TopicSpec, ensure_topics
 
         t = self.settings.topics
-        await ensure_topics(self.app.conn, [TopicSpec(self.topic, 1)])
+        # kept as the audit is: a proposal may wait longer than the broker's default week
+        await ensure_topics(
+            self.app.conn, [TopicSpec(self.topic, 1, config={"retention.ms": "-1"})]
+        )
         producer = None
         if self.review_log is None:
             producer = AIOKafkaProducer(
