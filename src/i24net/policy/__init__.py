@@ -5,10 +5,12 @@
     verdict = engine.evaluate(Facts.from_message(kind=..., sender="FR", ...))
     verdict.outcome  # Outcome.DELIVER | HOLD | REFUSE
     verdict.rule, verdict.reasons
+    verdict.hits     # per concept and language: the terms and the text's words that matched
 
 Every decision names the rule that fired and carries machine-readable
-reasons; the file format and the shipped rules are described in
-``docs/policy.md``.
+reasons; the file format, the matching (``_match.py``: stems, proximity,
+negation), the shipped rules and the evaluation on the labelled corpus
+(``_eval.py``, ``i24net policy eval``) are described in ``docs/policy.md``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from i24net.policy._engine import (
     Subject,
     Verdict,
 )
+from i24net.policy._match import Lexicon, Matcher, Term, compile_concept
 from i24net.policy._model import (
     Basis,
     Indicator,
+    Matching,
     Outcome,
     Policy,
     RefugeeCondition,
@@ -48,14 +52,19 @@ __all__ = [
     "Facts",
     "Hit",
     "Indicator",
+    "Lexicon",
+    "Matcher",
+    "Matching",
     "Outcome",
     "Policy",
     "RefugeeCondition",
     "Rule",
     "Subject",
+    "Term",
     "Verdict",
     "WantedPersonContent",
     "When",
+    "compile_concept",
     "compile_term",
     "load_policy",
     "normalise",
