@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from i24net.errors import BrokerAuthenticationError, ConfigError
+from i24net.errors import BrokerAuthenticationError, BrokerError, ConfigError
 from i24net.kafka.acls import (
     CLUSTER_RESOURCE,
     AclBinding,
@@ -361,6 +361,28 @@ def _managed(acl: AclBinding, protected: set[str]) -> bool:
     return acl.resource_name.startswith(f"{PREFIX}.") or acl.resource_name == PREFIX
 
 
+async def _quotas_applied(
+    admin: SecurityAdmin,
+    want: Mapping[str, Mapping[str, float]],
+    users: set[str],
+    timeout_s: float = 30.0,
+) -> None:
+    """Wait until the broker describes the quotas of ``users`` as ``want`` (absent: none).
+
+    AlterClientQuotas answers once the controller committed the change; the broker
+    applies it from the metadata log a moment later (measured: a describe right after
+    the alter still showed the old value), so without this wait a re-run of provisioning
+    could see the old value and report a change that was already made."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        have = await admin.user_quotas()
+        if all(dict(have.get(u, {})) == dict(want.get(u, {})) for u in users):
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"client quotas of {sorted(users)} not applied within {timeout_s}s")
+        await asyncio.sleep(0.1)
+
+
 # -- the run -------------------------------------------------------------------
 
 
@@ -521,12 +543,14 @@ async def provision(
             password_file(credentials_dir, user).unlink(missing_ok=True)
 
         # client quotas (stations only)
+        want_quotas = {code: quotas.for_station(code) for code in codes}
         changes = quota_changes(
-            {code: quotas.for_station(code) for code in codes},
+            want_quotas,
             await admin.user_quotas(),
             protected | set(SERVICE_USERS),
         )
         await admin.alter_user_quotas(changes)
+        await _quotas_applied(admin, want_quotas, set(changes))
         report.quotas_changed = sorted(changes)
 
         # ACLs
