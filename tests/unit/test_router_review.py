@@ -614,6 +614,34 @@ async def test_a_withdrawn_proposal_cannot_be_confirmed(four_eyes: World) -> Non
     assert [t.action for t in w.svc.trails[mid]] == ["HELD", "PROPOSED reject RACIAL", "WITHDRAWN"]
 
 
+async def test_of_two_proposals_made_at_once_the_first_in_the_log_stands(
+    four_eyes: World,
+) -> None:
+    w = four_eyes
+    mid = w.hold()
+    b = w.instance()
+    w.log.gate = asyncio.Event()
+
+    async def release_when_both_proposed() -> None:
+        while len(w.log.of_type("proposal")) < 2:
+            w.log.appended.clear()
+            await w.log.appended.wait()
+        w.log.deliver()
+        w.log.gate = None
+
+    first, second, _ = await asyncio.gather(
+        w.svc.decide(mid, "reviewer.bob", "reject", "POLITICAL", "Political offence."),
+        b.decide(mid, "reviewer.carol", "reject", "RACIAL", "Racial grounds."),
+        release_when_both_proposed(),
+        return_exceptions=True,
+    )
+    assert isinstance(first, dict) and first["status"] == "proposed", (first, second)
+    assert isinstance(second, ReviewConflict), (first, second)
+    for svc in (w.svc, b):  # every instance agrees on the one that stands
+        assert svc.proposals[mid].proposal_id == first["proposal_id"]
+        assert svc.proposals[mid].reviewer == "reviewer.bob"
+
+
 async def test_other_grounds_must_say_why(world: World, api: httpx.AsyncClient) -> None:
     mid = world.hold()
     r = await api.post(
