@@ -286,6 +286,14 @@ async def test_refusal_proposed_in_the_browser_confirmed_by_a_second_reviewer_el
         bob.find("#confirm").click()
         assert "took effect" in bob.find("#flash").text
         assert political not in bob.d.page_source
+        # Bob switches the console to Arabic: right to left, his session keeps it
+        from selenium.webdriver.support.ui import Select
+
+        Select(bob.find("#lang-switch")).select_by_value("ar")
+        bob.find("#lang-switch").find_element("xpath", "./ancestor::form").submit()
+        bob.find('html[dir="rtl"]')
+        assert "الرسائل المحتجزة" in bob.find("h1").text
+        bob.shot("review-queue-ar.png")
 
     await asyncio.to_thread(bob_confirms)
 
