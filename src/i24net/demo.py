@@ -15,10 +15,16 @@ and ``i24net router`` daemons as separate processes, PyNaCl, Avro, SQLite):
    verified, in their inboxes and FR sees the receipts;
 5. JP sends a diffusion to FR and BR;
 6. BR sends a wanted-person diffusion whose facts are political (taking part
-   in a demonstration): the router holds it for review, a GS reviewer rejects
-   it, and BR is told why;
-7. the audit chain is walked and verified;
-8. everything is stopped, the broker too.
+   in a demonstration): the router holds it for review, a GS reviewer proposes
+   to refuse it, a second reviewer confirms (four-eyes), and BR is told why;
+7. the Article 3 screen as an operator sees it (``demo_policy``): a
+   predominance case (an ordinary charge against a former minister after a
+   change of government) is held with its rule, reasons and matched words;
+   a candidate policy is checked, evaluated on the corpus and put in place,
+   and the router reloads it without a restart;
+8. the audit chain is walked and verified;
+9. everything is stopped, the broker too (``--keep`` first keeps the network
+   running, with the reviewers' console open, until Ctrl-C).
 
 State goes to ``var/demo/`` (wiped at each run); logs of each process are kept
 there for a look afterwards.
@@ -43,6 +49,7 @@ from typing import Any
 
 import httpx
 
+from i24net import demo_policy
 from i24net.client import GatewayClient
 from i24net.directory import MANIFEST_KEY
 from i24net.gateway.auth import create_integrator
@@ -308,11 +315,13 @@ def _scenario(base: Path, kafka: Net, procs: Processes, t0: float) -> int:
     )
     asyncio.run(provision(kafka.admin, net, Topics(), out_partitions=1))
     say(
-        "    topics i24.out.<station> and i24.in.<station> created for "
-        f"{len(net.directory)} stations"
+        f"    the ingress topic {Topics().ingress} and i24.in.<station> for "
+        f"{len(net.directory)} stations created"
     )
 
     step(3, "starting the router and the gateways FR, JP, BR (separate processes) ...")
+    live_policy = base / "policy.toml"  # the copy an operator edits (step 7)
+    shutil.copy(POLICY, live_policy)
     router_port = free_port()
     router_cfg = base / "router.toml"
     router_toml = settings_toml(
@@ -321,7 +330,7 @@ def _scenario(base: Path, kafka: Net, procs: Processes, t0: float) -> int:
         prefix="",
         keys_dir=base / "keys",
         state_dir=base / "router",
-        policy=POLICY,
+        policy=live_policy,
         port=router_port,
     )
     router_toml = router_toml.replace(
@@ -369,7 +378,7 @@ def _scenario(base: Path, kafka: Net, procs: Processes, t0: float) -> int:
         for code, url in urls.items()
     }
     try:
-        return _exchanges(clients, router_url, router_cfg, procs, t0)
+        return _exchanges(clients, router_url, router_cfg, live_policy, procs, t0)
     finally:
         for client in clients.values():
             client.close()
@@ -379,6 +388,7 @@ def _exchanges(
     clients: dict[str, GatewayClient],
     router_url: str,
     router_cfg: Path,
+    live_policy: Path,
     procs: Processes,
     t0: float,
 ) -> int:
@@ -470,7 +480,27 @@ def _exchanges(
             f"/review/held/{pol}/reject",
             json={"grounds": "POLITICAL", "explanation": "Predominantly political (Article 3)."},
         )
-        say(f"    reviewer gs-reviewer-1 rejected it: HTTP {res.status_code} {res.text[:200]}")
+        proposal = res.json() if res.status_code == 200 else {}
+        say(
+            f"    reviewer gs-reviewer-1 proposes to refuse it: HTTP {res.status_code} "
+            f"{proposal.get('status', res.text[:200])} (four-eyes: a refusal needs a second "
+            "reviewer)"
+        )
+        if proposal.get("status") == "proposed":
+            own = review.post(
+                f"/review/held/{pol}/confirm", json={"proposal_id": proposal["proposal_id"]}
+            )
+            say(f"    gs-reviewer-1 confirming their own proposal: HTTP {own.status_code}")
+            if own.status_code != 403:
+                failures.append(f"a reviewer confirmed their own proposal: {own.status_code}")
+            second = review.post(
+                f"/review/held/{pol}/confirm",
+                json={"proposal_id": proposal["proposal_id"]},
+                headers={"X-I24-Reviewer": "gs-reviewer-2"},
+            )
+            say(f"    gs-reviewer-2 confirms the refusal: HTTP {second.status_code}")
+        elif res.status_code != 200:
+            failures.append(f"the reviewer's refusal was answered {res.status_code}")
     refused = wait_status(br, pol, lambda s: s["status"] in ("REJECTED", "REFUSED"), 30)
     say(
         f"    BR status: {refused['status']}; reason: {refused['reason']}; "
@@ -481,7 +511,10 @@ def _exchanges(
     if inbox_has(jp, pol):
         failures.append("the rejected message reached JP")
 
-    step(7, "walking and verifying the audit chain ...")
+    step(7, "the Article 3 screen as an operator sees it ...")
+    failures += demo_policy.run(fr, router_url, live_policy, say=say)
+
+    step(8, "walking and verifying the audit chain ...")
     proc = subprocess.run(
         [sys.executable, "-m", "i24net", "audit", "verify", "--config", str(router_cfg)],
         capture_output=True,
@@ -495,7 +528,7 @@ def _exchanges(
         failures.append("audit verify failed")
 
     step(
-        8, f"done in {time.monotonic() - t0:.0f}s; stopping the gateways, the router and the broker"
+        9, f"done in {time.monotonic() - t0:.0f}s; stopping the gateways, the router and the broker"
     )
     for f in failures:
         say(f"    PROBLEM: {f}")

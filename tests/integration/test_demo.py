@@ -28,6 +28,11 @@ def test_demo_runs_the_whole_network_and_stops_everything(tmp_path: Path) -> Non
     assert "signed receipts from BR, JP" in out
     assert "BR status: HELD_FOR_REVIEW" in out  # the political request was held
     assert "BR status: REJECTED; reason: POLITICAL" in out
+    assert "gs-reviewer-1 confirming their own proposal: HTTP 403" in out  # four-eyes
+    assert "gs-reviewer-2 confirms the refusal: HTTP 200" in out
+    assert "FR status: HELD_FOR_REVIEW (held before any delivery" in out  # predominance
+    assert "the router reloaded it: i24net_router_policy_info digest" in out
+    assert "the same message now: HELD_FOR_REVIEW" in out  # the reloaded policy decided
     assert "OK: chain intact" in out
     # Nothing it started is left: the state file of its broker is gone with the JVM.
     assert not (tmp_path / "demo" / "kafka" / "broker.json").exists()
