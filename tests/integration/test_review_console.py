@@ -373,3 +373,12 @@ async def test_two_instances_deciding_one_hold_at_once_decide_it_once(
         router_world.net.secrets["JP"], router_world.net.directory, ReplayWindow(clock=now)
     )
     assert [rx.open(r.value).header.message_id for r in jp] == ([mid] if approved else [])
+
+    # the console's report page reads and verifies the audit topic from the broker
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    async with httpx.AsyncClient(base_url=b.url, timeout=60, follow_redirects=True) as web:
+        r = await web.post("/console/signin", data={"name": "reviewer.bob", "password": BOB_PW})
+        assert r.status_code == 200 and "reviewer.bob" in r.text
+        r = await web.get("/console/report", params={"from": day, "to": day})
+    assert r.status_code == 200 and "<h1>" in r.text, r.text[:500]
+    assert mid not in r.text  # aggregates only
