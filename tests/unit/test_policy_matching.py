@@ -286,3 +286,15 @@ def test_a_text_repeating_a_concepts_words_costs_linear_time(engine: Engine) -> 
     v = engine.evaluate(Facts(kind="POLICE_MESSAGE", sender="FR", texts=(text,), language="en"))
     assert time.process_time() - t0 < 0.6
     assert v.outcome is Outcome.DELIVER  # every occurrence is negated
+
+
+def test_a_misdeclared_language_is_corrected_by_the_texts_own_stop_words(engine: Engine) -> None:
+    """The sender declares the language: a Spanish text declared English is still
+    stemmed as Spanish (its "el", "los", "del" say so), and the other way round."""
+    # "injuriaba", "vilifies": forms no term writes out, found by stem only
+    spanish = "El sujeto injuriaba a diario al presidente de la república en los medios."
+    assert "expression" in cats(engine, spanish, "es")
+    assert "expression" in cats(engine, spanish, "en")  # declared English, stemmed as Spanish
+    english = "The subject vilifies the President of the Republic in his weekly columns."
+    assert "expression" in cats(engine, english, "es")  # declared Spanish, stemmed as English
+    assert "status" not in cats(engine, "The limitation period runs until 2035.", "en")

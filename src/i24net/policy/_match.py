@@ -203,6 +203,9 @@ class Lexicon:
     negations: frozenset[str]
     breakers: frozenset[str]
     negation_window: int
+    marks: Mapping[str, str]
+    """Stop words of exactly one language, to that language ("the": en, "les": fr,
+    "los": es): what a text's own words say its language is."""
 
     @classmethod
     def of(
@@ -215,7 +218,12 @@ class Lexicon:
         def fold(m: Mapping[Any, Sequence[str]]) -> frozenset[str]:
             return frozenset(normalise(w) for ws in m.values() for w in ws)
 
-        return cls(fold(stopwords), fold(negations), fold(breakers), negation_window)
+        owners: dict[str, set[str]] = {}
+        for lang, words in stopwords.items():
+            for w in words:
+                owners.setdefault(normalise(w), set()).add(str(lang))
+        marks = {w: next(iter(ls)) for w, ls in owners.items() if len(ls) == 1}
+        return cls(fold(stopwords), fold(negations), fold(breakers), negation_window, marks)
 
 
 DEFAULT_LEXICON = Lexicon.of(DEFAULT_STOPWORDS, DEFAULT_NEGATIONS, DEFAULT_BREAKERS, 4)
@@ -303,6 +311,7 @@ class _Tok:
     keys: tuple[tuple[str, frozenset[str], frozenset[str]], ...]
     """Per language, the vocabulary keys this word matches: all of them, and those
     that need no stemmer (exact forms, prefixes); languages with none left out."""
+    mark: str | None = None  # the language this word is a stop word of, if only one
 
 
 _END = _Tok(True, False, True, True, ())
@@ -372,7 +381,7 @@ class Matcher:
         w = "".join(words)
         lex = self.lexicon
         if w in lex.stopwords:
-            return _Tok(True, False, w in lex.breakers, False, ())
+            return _Tok(True, False, w in lex.breakers, False, (), lex.marks.get(w))
         keys: list[tuple[str, frozenset[str], frozenset[str]]] = []
         langs = ("ar",) if _ARABIC.search(w) else _LATIN_LANGS
         for lang in langs:
@@ -443,17 +452,33 @@ class Matcher:
         return surfaces, toks, content, coord
 
     @staticmethod
+    def _languages(toks: Sequence[_Tok], declared: str | None) -> frozenset[str] | None:
+        """The languages whose terms are compared by stem: the declared one, and those
+        the text's own stop words show (each with at least half the marks of the most
+        marked one). The sender declares the language, so a Spanish text declared
+        English is still stemmed as Spanish. None: every language."""
+        if declared is None:
+            return None
+        counts: dict[str, int] = {}
+        for t in toks:
+            if t.mark is not None:
+                counts[t.mark] = counts.get(t.mark, 0) + 1
+        top = max(counts.values(), default=0)
+        return frozenset({declared, *(lang for lang, n in counts.items() if 2 * n >= top)})
+
+    @staticmethod
     def _present(
-        toks: Sequence[_Tok], content: Sequence[int], language: str | None
+        toks: Sequence[_Tok], content: Sequence[int], languages: frozenset[str] | None
     ) -> dict[str, dict[str, list[int]]]:
         """Per language and key, the content positions of the words that have it. A term
-        is compared by stem in the message's language (and in Arabic, whose script
-        says the language); in the others, by its exact forms only: an English
-        "period" is not a Spanish "periodista", though both stem to "period"."""
+        is compared by stem in the message's languages (:meth:`_languages`; and in
+        Arabic, whose script says the language); in the others, by its exact forms
+        only: an English "period" is not a Spanish "periodista", though both stem to
+        "period"."""
         present: dict[str, dict[str, list[int]]] = {}
         for ci, ri in enumerate(content):
             for lang, every, exact in toks[ri].keys:
-                stems = language is None or lang == language or lang == "ar"
+                stems = languages is None or lang in languages or lang == "ar"
                 by_key = present.setdefault(lang, {})
                 for k in every if stems else exact:
                     by_key.setdefault(k, []).append(ci)
@@ -467,7 +492,7 @@ class Matcher:
         the words (:meth:`_stream`); only the terms whose first group has a word in
         the message are searched."""
         surfaces, toks, content, coord = self._stream(texts)
-        present = self._present(toks, content, language)
+        present = self._present(toks, content, self._languages(toks, language))
         cands: set[int] = set()
         for lang, by_key in present.items():
             index = self._by_key
@@ -485,10 +510,11 @@ class Matcher:
     def find_reference(self, texts: Sequence[str], language: str | None = None) -> list[Match]:
         """What :meth:`find` returns, by trying every term on every sentence (slow)."""
         found: dict[int, Match] = {}
+        languages = self._languages(self._stream(texts)[1], language)
         for surfaces, toks in self._sentences(texts):
             content = [i for i, t in enumerate(toks) if not t.skip]
             coord = list(range(len(content)))
-            present = self._present(toks, content, language)
+            present = self._present(toks, content, languages)
             for i, term in enumerate(self.terms):
                 if i not in found:
                     m = self._match(i, term, present, content, coord, surfaces, toks)
