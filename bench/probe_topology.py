@@ -7,7 +7,9 @@ for the layouts of docs/topics.md, at a fixed trickle:
 
 * ``per-station-3``: 197 topics ``<p>.out.<code>`` x 3 partitions (591, the old layout);
 * ``per-station-1``: the same topics with one partition each (197);
-* ``shared-12``: one ingress topic ``<p>.out`` with 12 partitions (keyed by sender).
+* ``shared-12``: one ingress topic ``<p>.out`` with 12 partitions (keyed by sender);
+* ``produce-only``: the trickle with no consumer at all, the broker's baseline (its
+  cost of the produce requests, which every layout above includes).
 
 For each layout: a consumer configured as the router's (group, pattern subscription,
 read_committed, ``getmany(timeout_ms=100, max_records=2000)``) runs in this process; a
@@ -41,7 +43,12 @@ from bench.procstat import cpu_seconds
 from i24net.kafka import Broker, BrokerSettings, KafkaConnection, TopicSpec, ensure_topics
 from i24net.stations import all_stations
 
-LAYOUTS = {"per-station-3": (True, 3), "per-station-1": (True, 1), "shared-12": (False, 12)}
+LAYOUTS = {
+    "per-station-3": (True, 3),
+    "per-station-1": (True, 1),
+    "shared-12": (False, 12),
+    "produce-only": (False, 12),
+}
 
 
 @dataclass
@@ -157,6 +164,8 @@ async def _layout(
     await ensure_topics(conn, specs)
     n = int(rate * seconds)
     total = sum(s.partitions for s in specs)
+    if name == "produce-only":
+        return await _produce_only(bootstrap, broker_pid, target, rate, n, size, total)
     idle_done = asyncio.Event()
     consumer = asyncio.create_task(
         _consume(conn, pattern, f"{prefix}.g", n, broker_pid, seconds / 2, idle_done)
@@ -180,6 +189,29 @@ async def _layout(
         idle_consumer_ms_per_s=round(idle_c * 1000, 1),
         idle_broker_ms_per_s=round(idle_b * 1000, 1),
         fetches_per_s=round(fetches / max(wall, 1e-9), 1),
+    )
+
+
+async def _produce_only(
+    bootstrap: str, broker_pid: int, target: str, rate: float, n: int, size: int, total: int
+) -> Result:
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_produce, args=(bootstrap, target, 0, rate, n, size)
+    )
+    b0, t0 = cpu_seconds(broker_pid), time.monotonic()
+    proc.start()
+    await asyncio.to_thread(proc.join, n / rate + 60)
+    b1, t1 = cpu_seconds(broker_pid), time.monotonic()
+    return Result(
+        layout="produce-only",
+        partitions=total,
+        records=n,
+        seconds=round(t1 - t0, 2),
+        consumer_ms_per_record=0.0,
+        broker_ms_per_record=round((b1 - b0) * 1000 / n, 3),
+        idle_consumer_ms_per_s=0.0,
+        idle_broker_ms_per_s=0.0,
+        fetches_per_s=0.0,
     )
 
 
