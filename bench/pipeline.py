@@ -63,7 +63,7 @@ from bench.report import loadavg
 from bench.stats import open_loop_schedule, summarize
 from bench.topology import (
     ensure_router_topics,
-    gateways_write_ingress,
+    has_ingress,
     layout,
     router_extra,
     station_out,
@@ -91,6 +91,7 @@ POLICY = Path(i24net.__file__).resolve().parents[2] / "deploy" / "policy" / "art
 PAYLOAD_TEXT = "x" * 1000  # with the subject and Avro framing: a 1 KiB payload
 PM = {"subject_line": "bench", "text": PAYLOAD_TEXT, "attachments": []}
 SENDER, RECIPIENT = "FR", "JP"
+OUT_PARTITIONS = 3  # of each i24.out.<station> topic (the old layout)
 Say = Callable[[str], None]
 
 
@@ -162,7 +163,7 @@ class Cluster:
     async def setup(self) -> Network:
         t0 = time.perf_counter()
         net = build_network(self.stations, self.tmp / "keys", now_ms=_now_ms())
-        await provision(self.conn, net, self.topics, out_partitions=3)
+        await provision(self.conn, net, self.topics, out_partitions=OUT_PARTITIONS)
         cfg = self.router_config("topics", legacy=False)
         await ensure_router_topics(self.conn, load_settings(cfg))
         entries = self.tmp / "entries"
@@ -234,6 +235,35 @@ class Cluster:
             )
         )
         return cfg
+
+    async def gateway_writes_ingress(self, gw: Service, within_s: float = 60.0) -> bool:
+        """Where a gateway's outbox writes, seen in the data: one probe message through
+        its API, then whichever of the ingress topic and its own ``i24.out.<station>``
+        gets a record first (the router, started after, routes it as any other)."""
+        if not has_ingress():
+            return False
+        ingress = str(getattr(self.topics, "ingress"))  # noqa: B009
+        legacy = self.topics.out(SENDER)
+        rs: Any = load_settings(self.router_config("topics", legacy=False))
+        n = int(rs.router.ingress_partitions)  # a field of the code that has the ingress
+        parts = [TopicPartition(ingress, p) for p in range(n)]
+        parts += [TopicPartition(legacy, p) for p in range(OUT_PARTITIONS)]
+        probe = AIOKafkaConsumer(**self.conn.client_kwargs(), enable_auto_commit=False)
+        await probe.start()
+        try:
+            probe.assign(parts)
+            async with client(gw) as c:
+                await c.send("POLICE_MESSAGE", to=[RECIPIENT], payload=PM)
+            deadline = time.monotonic() + within_s
+            while time.monotonic() < deadline:
+                ends = await probe.end_offsets(parts)
+                written = {tp.topic for tp, end in ends.items() if end}
+                if written:
+                    return ingress in written
+                await asyncio.sleep(0.2)
+            raise RuntimeError(f"the probe message reached neither {ingress} nor {legacy}")
+        finally:
+            await probe.stop()
 
     async def ready(self, svc: Service, within_s: float = 90.0) -> None:
         """A gateway answers ``/readyz`` 200."""
@@ -678,14 +708,14 @@ async def run(
         try:
             await cl.setup()
             if parts & {"pipeline", "trickle", "latency", "broadcast"}:
+                t0 = time.perf_counter()
                 fr, jp = cl.start_gateway(SENDER), cl.start_gateway(RECIPIENT)
-                legacy = not gateways_write_ingress()
+                await cl.ready(fr)
+                await cl.ready(jp)
+                legacy = not await cl.gateway_writes_ingress(fr)
                 out["layout"] = {"pipeline": layout(legacy), "scale": layout(False)}
                 say(f"  topics: {out['layout']['pipeline']}")
                 router = cl.start_router("p", legacy=legacy)
-                t0 = time.perf_counter()
-                await cl.ready(fr)
-                await cl.ready(jp)
                 await cl.group_members(1)
                 say(f"  FR + JP gateways and the router up in {time.perf_counter() - t0:.1f}s")
                 services = {"gateway_FR": fr, "gateway_JP": jp, "router": router}

@@ -10,13 +10,13 @@ the layout that code would run in production, before and after issue 12.
 
 The bench's own producers (the scale backlog, ``bench/router.py``) follow
 ``station_out``; the router processes get ``router_extra(...)``. The gateways
-write where their outbox writes: ``gateways_write_ingress`` says which, and the
-pipeline's router drains the per-station topics too (``legacy``) while they do not.
+write where their outbox writes: the pipeline sends a probe message and looks
+where it lands (``Cluster.gateway_writes_ingress``), and its router drains the
+per-station topics too (``legacy``) while the gateways write them.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from i24net.router.settings import RouterSection, Topics
@@ -26,17 +26,6 @@ def has_ingress() -> bool:
     """The code under test has the shared ingress topic (and the switch to stop
     reading the per-station topics)."""
     return hasattr(Topics, "ingress") and "legacy_out_topics" in RouterSection.model_fields
-
-
-def gateways_write_ingress() -> bool:
-    """The gateway's outbox produces to the ingress topic (its source names it)."""
-    if not has_ingress():
-        return False
-    try:
-        from i24net.gateway import outbox
-    except ImportError:
-        return False
-    return "ingress" in inspect.getsource(outbox)
 
 
 def station_out(topics: Topics, station: str, message_id: str) -> tuple[str, bytes]:
