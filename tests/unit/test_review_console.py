@@ -308,6 +308,35 @@ async def test_one_reviewers_csrf_token_does_not_work_in_another_session(
     assert r.status_code == 403 and desk.world.app.executed == []
 
 
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://review.test:8080"])
+async def test_a_form_posted_from_another_site_is_403(
+    desk: Desk, alice: httpx.AsyncClient, origin: str
+) -> None:
+    mid = desk.world.hold()
+    token = csrf((await alice.get(f"/console/case/{mid}")).text)
+    r = await alice.post(
+        f"/console/case/{mid}/decide",
+        data={"csrf": token, "verdict": "approve"},
+        headers={"Origin": origin},
+    )
+    assert r.status_code == 403 and "another site" in r.text
+    async with desk.browser() as b:  # a forged sign-in (login CSRF) is refused too
+        r = await b.post(
+            "/console/signin",
+            data={"name": "reviewer.alice", "password": ALICE_PW},
+            headers={"Origin": origin},
+        )
+        assert r.status_code == 403 and "set-cookie" not in r.headers
+    assert desk.world.app.executed == []
+    # the control: the page's own origin passes
+    r = await alice.post(
+        f"/console/case/{mid}/decide",
+        data={"csrf": token, "verdict": "approve"},
+        headers={"Origin": "http://review.test"},
+    )
+    assert r.status_code == 303 and len(desk.world.app.executed) == 1
+
+
 async def test_an_unknown_message_is_a_404_page(desk: Desk, alice: httpx.AsyncClient) -> None:
     token = csrf((await alice.get("/console/queue")).text)
     unknown = "01J0000000000000000000000A"

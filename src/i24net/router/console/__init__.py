@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -191,6 +191,7 @@ FORM_PROBLEMS = {
     "other": "A refusal on other grounds must say why, in at least 20 characters.",
     "explanation": "A refusal needs an explanation for the sender.",
     "grounds": "Choose the grounds of the refusal.",
+    "origin": "This form was sent from another site.",
 }
 CONFLICTS = {
     "busy": "Another reviewer is deciding this message, or it has a pending proposal.",
@@ -303,7 +304,8 @@ class Console:
         return s
 
     async def form(self, request: Request, session: Session) -> Mapping[str, str]:
-        """The posted form, after its CSRF token is checked (403 otherwise)."""
+        """The posted form, after its origin and CSRF token are checked (403 otherwise)."""
+        _same_origin(request)
         form = await request.form(max_files=0, max_fields=20)
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         if not session.csrf_ok(fields.get("csrf")):
@@ -315,6 +317,10 @@ class Console:
     # --- sign-in ----------------------------------------------------------------------
 
     async def sign_in(self, request: Request) -> Response:
+        try:
+            _same_origin(request)  # no session yet, so no CSRF token: a forged sign-in
+        except Page as p:  # would sign the victim in as someone else
+            return self.error(p.status, p.message, self.lang_of(request, None), None)
         form = await request.form(max_files=0, max_fields=10)
         name = str(form.get("name") or "").strip()[:200]
         password = str(form.get("password") or "")[:1000]
@@ -512,6 +518,16 @@ def signin_counter(registry: CollectorRegistry) -> Counter:
     return c
 
 
+def _same_origin(request: Request) -> None:
+    """A browser's POST names the page's origin: one from another site is refused."""
+    origin = request.headers.get("origin")
+    if origin is None:  # not a browser, or one that sends none: the CSRF token decides
+        return
+    host = request.headers.get("host", "")
+    if urlsplit(origin).netloc != host:
+        raise Page(403, FORM_PROBLEMS["origin"])
+
+
 def _form_problem(detail: str) -> str:
     if "OTHER" in detail:
         return FORM_PROBLEMS["other"]
@@ -556,7 +572,9 @@ def _utc(ms: int) -> str:
 def _secure(resp: Response) -> Response:
     resp.headers["Content-Security-Policy"] = CSP
     resp.headers["X-Content-Type-Options"] = "nosniff"
-    resp.headers["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: under no-referrer browsers send "Origin: null" with
+    # the console's own forms, and the origin check could not tell them from a forgery
+    resp.headers["Referrer-Policy"] = "same-origin"
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
