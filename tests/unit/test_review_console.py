@@ -328,11 +328,31 @@ async def test_a_form_posted_from_another_site_is_403(
         )
         assert r.status_code == 403 and "set-cookie" not in r.headers
     assert desk.world.app.executed == []
+    # behind a proxy that rewrites Host, X-Forwarded-Host names the browser's host
+    r = await alice.post(
+        f"/console/case/{mid}/decide",
+        data={"csrf": token, "verdict": "approve"},
+        headers={"Origin": "https://desk.gs.example", "X-Forwarded-Host": "evil.example"},
+    )
+    assert r.status_code == 403
     # the control: the page's own origin passes
     r = await alice.post(
         f"/console/case/{mid}/decide",
         data={"csrf": token, "verdict": "approve"},
         headers={"Origin": "http://review.test"},
+    )
+    assert r.status_code == 303 and len(desk.world.app.executed) == 1
+
+
+async def test_behind_a_proxy_the_forwarded_host_is_the_pages_origin(
+    desk: Desk, alice: httpx.AsyncClient
+) -> None:
+    mid = desk.world.hold()
+    token = csrf((await alice.get(f"/console/case/{mid}")).text)
+    r = await alice.post(
+        f"/console/case/{mid}/decide",
+        data={"csrf": token, "verdict": "approve"},
+        headers={"Origin": "https://desk.gs.example", "X-Forwarded-Host": "desk.gs.example"},
     )
     assert r.status_code == 303 and len(desk.world.app.executed) == 1
 

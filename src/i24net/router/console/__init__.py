@@ -523,8 +523,11 @@ def _same_origin(request: Request) -> None:
     origin = request.headers.get("origin")
     if origin is None:  # not a browser, or one that sends none: the CSRF token decides
         return
-    host = request.headers.get("host", "")
-    if urlsplit(origin).netloc != host:
+    # behind a reverse proxy the browser's host may only be in X-Forwarded-Host; trusting
+    # it is safe here: a forging site cannot set headers on its victim's request
+    hosts = {request.headers.get("host", "")}
+    hosts.update(h.strip() for h in request.headers.get("x-forwarded-host", "").split(","))
+    if urlsplit(origin).netloc not in hosts - {""}:
         raise Page(403, FORM_PROBLEMS["origin"])
 
 
