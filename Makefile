@@ -49,8 +49,8 @@ lint: venv  ## ruff, ruff format, mypy --strict
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
-demo: broker-jars  ## start a broker and show messages going through i24net
-	$(I24NET) demo
+demo: broker-jars  ## start a broker and show messages going through i24net (DEMO_ARGS=--keep: leave it running with the review desk open)
+	$(I24NET) demo $(DEMO_ARGS)
 
 demo-secure: broker-jars  ## the same demo with TLS, per-station SCRAM credentials and ACLs
 	$(I24NET) demo --secure

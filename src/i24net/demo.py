@@ -41,6 +41,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ from i24net.gateway.auth import create_integrator
 from i24net.kafka import Broker, BrokerSettings, KafkaConnection
 from i24net.kafka.broker import free_port
 from i24net.kafka.security import CertificateAuthority, issue_certificate, write_dev_pki
+from i24net.router.console.auth import add_reviewer
 from i24net.router.settings import Topics
 from i24net.router.testing import (
     build_network,
@@ -67,6 +69,8 @@ from i24net.router.testing import (
 from i24net.stations import all_stations
 
 GATEWAYS = ("FR", "JP", "BR")
+REVIEWERS = ("gs-reviewer-1", "gs-reviewer-2")
+DESK_PASSWORD = "demo review desk"
 POLICY = Path(__file__).resolve().parents[2] / "deploy" / "policy" / "article3.toml"
 
 
@@ -270,7 +274,7 @@ def local_broker(base: Path, secure: bool) -> Iterator[tuple[Broker, Net]]:
         yield sb.broker, Net(sb.bootstrap, sb.admin, sb.ca_file, sb.credentials_dir)
 
 
-def run(base: Path = Path("var/demo"), *, secure: bool = False) -> int:
+def run(base: Path = Path("var/demo"), *, secure: bool = False, keep: bool = False) -> int:
     # The narration is the output; client libraries' chatter goes to the process logs.
     for noisy in ("httpx", "aiokafka", "i24net.kafka", "i24net.provision"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
@@ -290,7 +294,7 @@ def run(base: Path = Path("var/demo"), *, secure: bool = False) -> int:
         )
         procs = Processes(base / "logs")
         try:
-            return _scenario(base, net, procs, t0)
+            return _scenario(base, net, procs, t0, keep)
         finally:
             codes = procs.stop()
             if codes:
@@ -298,7 +302,7 @@ def run(base: Path = Path("var/demo"), *, secure: bool = False) -> int:
             say("stopping the broker ...")
 
 
-def _scenario(base: Path, kafka: Net, procs: Processes, t0: float) -> int:
+def _scenario(base: Path, kafka: Net, procs: Processes, t0: float, keep: bool) -> int:
     now_ms = int(time.time() * 1000)
     step(2, "keys for every station, the GS-signed directory, topics ...")
     stations = sorted(all_stations())
@@ -336,6 +340,11 @@ def _scenario(base: Path, kafka: Net, procs: Processes, t0: float) -> int:
     router_toml = router_toml.replace(
         f'bootstrap = "{kafka.bootstrap}"', "\n".join(kafka.kafka_toml("router"))
     )
+    # the review desk's reviewers (docs/review.md): two, for four-eyes refusals
+    reviewers = base / "reviewers.toml"
+    for who in REVIEWERS:
+        add_reviewer(reviewers, who, DESK_PASSWORD, "en")
+    router_toml += f'\n[review]\nreviewers_file = "{reviewers}"\n'
     router_cfg.write_text(router_toml)
     procs.start("router", "router", "--config", str(router_cfg))
     urls: dict[str, str] = {}
@@ -378,7 +387,7 @@ def _scenario(base: Path, kafka: Net, procs: Processes, t0: float) -> int:
         for code, url in urls.items()
     }
     try:
-        return _exchanges(clients, router_url, router_cfg, live_policy, procs, t0)
+        return _exchanges(clients, router_url, router_cfg, live_policy, procs, t0, keep)
     finally:
         for client in clients.values():
             client.close()
@@ -391,6 +400,7 @@ def _exchanges(
     live_policy: Path,
     procs: Processes,
     t0: float,
+    keep: bool = False,
 ) -> int:
     fr, jp, br = clients["FR"], clients["JP"], clients["BR"]
     failures: list[str] = []
@@ -527,6 +537,27 @@ def _exchanges(
     if proc.returncode != 0:
         failures.append("audit verify failed")
 
+    if keep and not failures:
+        again = br.send(
+            "WANTED_PERSON_DIFFUSION", to=["FR", "JP"], payload=wanted, precedence="IMMEDIATE"
+        )
+        wait_status(br, again, lambda s: s["status"] == "HELD_FOR_REVIEW", 30)
+        say(
+            f"\nthe review desk: {router_url}/console/  (BR's request {again} waits there)\n"
+            f"    sign in as {' or '.join(REVIEWERS)}, password {DESK_PASSWORD!r} "
+            "(a demo password: never in production)\n"
+            "    everything keeps running until Ctrl-C"
+        )
+        # Ctrl-C reaches the whole process group: the daemons stop by themselves, so stop
+        # checking on them as soon as it arrives, then stop everything as usual.
+        interrupted = threading.Event()
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+        try:
+            while not interrupted.wait(1):
+                procs.check_alive()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        say("\nCtrl-C")
     step(
         9, f"done in {time.monotonic() - t0:.0f}s; stopping the gateways, the router and the broker"
     )

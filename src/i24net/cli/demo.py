@@ -28,10 +28,16 @@ def register(sub: Any) -> None:
         action="store_true",
         help="run the broker with TLS, SCRAM credentials per station and ACLs",
     )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the script, leave everything running with a held message on the review "
+        "desk (the console's URL and demo password are printed) until Ctrl-C",
+    )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from i24net.demo import run
 
-    return run(args.dir, secure=args.secure)
+    return run(args.dir, secure=args.secure, keep=args.keep)
