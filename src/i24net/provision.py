@@ -311,15 +311,19 @@ class QuotaPolicy:
     default) bounds what one station can write to the shared ingress topic, so one
     station's flood cannot take the others' share of the broker and of the router's
     fair scheduling lane it shares with the stations hashed to the same partition. The
-    default, 256 KiB/s, is ~80 envelopes/s of 3 KiB or one envelope of the maximum
-    size (1 MiB + 16 KiB) every 4 s: far above any station's sustained traffic, about
-    a quarter of the router's measured capacity. A station over it is slowed (the broker
-    delays its responses), never refused. ``request_percentage`` (percent of one
+    router's cost is per envelope, the quota's unit is the byte, so the default is sized
+    on the smallest envelopes (~340 bytes): 64 KiB/s is ~190 of them per second, a flood
+    measured to cost a quiet station sharing the flooder's partition 1.3x its p50 and
+    1.6x its p99 latency (``bench/probe_collision.py``; 400/s cost it seconds). That is
+    ~20 envelopes/s of 3 KiB sustained, with the window's burst allowance (~10 s of
+    quota) on top; a maximum-size envelope (1 MiB + 16 KiB) delays the station's next
+    sends by ~5 s. A station over it is slowed (the broker delays its responses), never
+    refused. ``request_percentage`` (percent of one
     broker I/O/network thread) optionally bounds its request rate too.
     ``overrides`` gives a station other values (the GS's broadcast notices, a busy NCB).
     """
 
-    producer_byte_rate: int | None = 256 << 10
+    producer_byte_rate: int | None = 64 << 10
     request_percentage: float | None = None
     overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 

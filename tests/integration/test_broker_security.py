@@ -179,7 +179,7 @@ async def test_provision_gives_every_station_a_byte_rate_quota(secured: SecuredB
     async with SecurityAdmin(secured.admin) as admin:
         quotas = await admin.user_quotas()
     assert {code: quotas.get(code) for code in STATIONS} == {
-        code: {"producer_byte_rate": 256 * 1024} for code in STATIONS
+        code: {"producer_byte_rate": 64 * 1024} for code in STATIONS
     }
     assert not {"router", "publisher", "auditor", "operator", "admin"} & set(quotas)
 

@@ -108,7 +108,7 @@ def test_topic_policy() -> None:
 
 def test_every_station_gets_a_producer_byte_rate_quota() -> None:
     q = QuotaPolicy(overrides={"GS": {"producer_byte_rate": 4 << 20}})
-    assert q.for_station("FR") == {"producer_byte_rate": 256 * 1024}
+    assert q.for_station("FR") == {"producer_byte_rate": 64 * 1024}
     assert q.for_station("GS") == {"producer_byte_rate": 4 << 20}
     with_requests = QuotaPolicy(request_percentage=25)
     assert with_requests.for_station("FR")["request_percentage"] == 25
