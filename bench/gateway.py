@@ -92,12 +92,18 @@ def _settings(tmp: Path, code: str, conn: KafkaConnection, prefix: str) -> Any:
 
 
 async def _load_async(
-    port: int, body: bytes, messages: int, concurrency: int
+    port: int, body: bytes, messages: int, concurrency: int, token: str | None = None
 ) -> tuple[float, list[float]]:
-    """POST ``body`` ``messages`` times over ``concurrency`` keep-alive connections."""
+    """POST ``body`` ``messages`` times over ``concurrency`` keep-alive connections
+    (with ``Authorization: Bearer`` when the gateway requires a token)."""
+    auth = b"Authorization: Bearer " + token.encode() + b"\r\n" if token else b""
     request = (
         b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        + auth
+        + b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
     )
     left = messages
     latencies: list[float] = []
@@ -129,17 +135,31 @@ async def _load_async(
     return time.perf_counter() - t0, latencies
 
 
-def load(port: int, body: bytes, messages: int, concurrency: int) -> tuple[float, list[float]]:
+def load(
+    port: int, body: bytes, messages: int, concurrency: int, token: str | None = None
+) -> tuple[float, list[float]]:
     """The load generator's entry point (run in a separate process): (seconds, latencies)."""
-    return asyncio.run(_load_async(port, body, messages, concurrency))
+    return asyncio.run(_load_async(port, body, messages, concurrency, token))
 
 
 async def _intake(
-    pool: ProcessPoolExecutor, port: int, messages: int, concurrency: int
+    pool: ProcessPoolExecutor, port: int, messages: int, concurrency: int, token: str | None
 ) -> tuple[float, list[float]]:
     body = json.dumps({"kind": "POLICE_MESSAGE", "to": ["JP"], "payload": PM}).encode()
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(pool, load, port, body, messages, concurrency)
+    return await loop.run_in_executor(pool, load, port, body, messages, concurrency, token)
+
+
+def _integrator_token(data_dir: Path) -> str | None:
+    """A token for a gateway whose API requires one (none before integrator auth)."""
+    try:
+        from i24net.gateway.auth import create_integrator
+    except ImportError:
+        return None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return create_integrator(
+        data_dir / "integrators.sqlite3", "bench", ["send"], rate_per_s=100_000, burst=100_000
+    )
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -159,6 +179,7 @@ async def run_async(
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         secrets, directory = _world(tmp, store)
+        token = _integrator_token(tmp / "gw-FR")
         gw = Gateway(_settings(tmp, "FR", conn, prefix))
         # 1. intake, with the drain held back so the outbox builds a backlog
         gate = asyncio.Event()
@@ -172,12 +193,12 @@ async def run_async(
         spawn = multiprocessing.get_context("spawn")
         async with gw:
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                await _intake(pool, gw.port, 50, 4)  # warm-up (imports, connections)
+                await _intake(pool, gw.port, 50, 4, token)  # warm-up (imports, connections)
                 single = max(100, messages // 10)
-                dt, _ = await _intake(pool, gw.port, single, 1)
+                dt, _ = await _intake(pool, gw.port, single, 1, token)
                 out["intake_rps_1"] = single / dt
                 commits, cpu = gw.db.commits, time.process_time()
-                dt, lat = await _intake(pool, gw.port, messages, concurrency)
+                dt, lat = await _intake(pool, gw.port, messages, concurrency, token)
                 out["intake_commits"] = gw.db.commits - commits
                 out["intake_cpu_ms_per_request"] = 1000 * (time.process_time() - cpu) / messages
             out["intake_rps"] = messages / dt
