@@ -59,6 +59,10 @@ class Reason(enum.StrEnum):
     NOT_YET_VALID = "not_yet_valid"
     REPLAYED = "replayed"
     WRONG_RECIPIENT = "wrong_recipient"
+    NOT_ADDRESSED = "not_addressed"
+    """A delivery whose signed header excludes the recipient station or does not address
+    it (its recipients, ALL or region resolved through the directory): refused by the
+    recipient itself, whatever the router attested."""
     DECRYPT_FAILED = "decrypt_failed"
     UNKNOWN_RECIPIENT = "unknown_recipient"
     UNAUTHORISED = "unauthorised"

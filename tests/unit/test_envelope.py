@@ -100,7 +100,10 @@ def test_one_shot_functions() -> None:
 def test_broadcast_to_every_member() -> None:
     w = make_world([*sorted(MEMBER_COUNTRIES), "GS"])
     r = Router(w.secrets["GS"], w.directory, w.window(), store=w.store)
-    out = r.deliver(r.open(sealed(w)), sorted(MEMBER_COUNTRIES - {"FR"}))
+    gs = w.directory.current_encryption_key("GS", T0)
+    to_all = dataclasses.replace(header(w), recipients=Recipients.all())
+    data = Sender(w.secrets["FR"], gs, store=w.store).seal(to_all, b"payload")
+    out = r.deliver(r.open(data), sorted(MEMBER_COUNTRIES - {"FR"}))
     assert len(out) == 195
     assert receiver(w, "ZW").open(out["ZW"]).payload == b"payload"
     with pytest.raises(VerificationError) as e:

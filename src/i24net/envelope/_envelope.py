@@ -14,6 +14,7 @@ from nacl.signing import VerifyKey
 from i24net.directory import Directory, PeerKey
 from i24net.envelope import _crypto as c
 from i24net.envelope import _wire as wire
+from i24net.envelope._addressing import check_addressed
 from i24net.envelope._header import Header
 from i24net.errors import (
     CodecError,
@@ -599,6 +600,7 @@ class Receiver:
             or w["wrapper"] != self.router
         ):
             raise VerificationError(Reason.WRONG_RECIPIENT, f"wrap for {w['recipient']}")
+        check_addressed(h, me, self.directory)
         peer = self.directory.encryption_key(self.router, w["wrapper_key_id"], att.decided_ms)
         _, payload = _unwrap_and_decrypt(p, mine[1], peer, c.LABEL_WRAP_RECIPIENT, digest)
         if record:
