@@ -488,6 +488,24 @@ async def test_a_refusal_on_other_grounds_without_a_reason_is_refused_by_the_for
     assert desk.world.log.records == []
 
 
+async def test_an_explanation_with_a_terminal_escape_is_refused_by_the_form(
+    desk: Desk, alice: httpx.AsyncClient
+) -> None:
+    mid = desk.world.hold()
+    token = csrf((await alice.get(f"/console/case/{mid}")).text)
+    r = await alice.post(
+        f"/console/case/{mid}/decide",
+        data={
+            "csrf": token,
+            "verdict": "reject",
+            "grounds": "POLITICAL",
+            "explanation": "Political\x1b]8;;https://evil.example\x07 case",
+        },
+    )
+    assert r.status_code == 422 and "plain text and line breaks" in r.text
+    assert desk.world.log.records == []
+
+
 # --- transparency report ---------------------------------------------------------------------
 
 

@@ -658,6 +658,39 @@ async def test_other_grounds_must_say_why(world: World, api: httpx.AsyncClient) 
     assert r.status_code == 200 and r.json()["status"] == "rejected"
 
 
+@pytest.mark.parametrize(
+    ("verdict", "explanation"),
+    [
+        ("reject", "Private dispute\x1b[2J\x1b]0;owned\x07 between partners."),  # terminal escapes
+        ("reject", "Refused: the facts are \u202epolitical\u202c in nature, see Art. 3."),  # bidi
+        ("reject", "Refused on other grounds\x00 with a NUL inside it."),
+        ("approve", "ok\x1b[31m"),
+    ],
+)
+async def test_an_explanation_with_control_characters_never_reaches_the_sender(
+    world: World, api: httpx.AsyncClient, verdict: str, explanation: str
+) -> None:
+    """The explanation goes to the sender's systems and terminals in the status notice (and
+    into the audit): terminal escapes, NULs and bidi overrides (text shown reversed to the
+    sender or to the confirming reviewer) are refused 422, and nothing is proposed or sent.
+    Line breaks and tabs stay allowed."""
+    mid = world.hold()
+    body: dict[str, str] = {"explanation": explanation}
+    if verdict == "reject":
+        body["grounds"] = "OTHER"
+    r = await api.post(f"/review/held/{mid}/{verdict}", json=body, headers=AS_BOB)
+    assert r.status_code == 422, r.text
+    assert "\x1b" not in r.text and "control character" in r.text
+    assert world.app.executed == [] and world.log.records == []
+    ok = "Private dispute between partners;\n\tnot a police matter."
+    r = await api.post(
+        f"/review/held/{mid}/reject",
+        json={"grounds": "OTHER", "explanation": ok},
+        headers=AS_BOB,
+    )
+    assert r.status_code == 200, r.text
+
+
 # --- claims: one decision across instances ------------------------------------------------
 
 

@@ -42,6 +42,7 @@ import collections
 import hashlib
 import json
 import logging
+import re
 import tomllib
 import typing
 import uuid
@@ -630,6 +631,7 @@ class ReviewService:
     ) -> dict[str, Any]:
         """A reviewer's decision under the four-eyes policy: proposed or taken."""
         h = self._get(message_id)
+        check_explanation(explanation)
         if verdict == "reject":
             _check_grounds(grounds, explanation)
         pending = self.proposals.get(message_id)
@@ -855,6 +857,23 @@ def _held_ms(h: Held) -> int:
 def _by(p: Proposal | None) -> list[str]:
     """Audit reasons naming the four-eyes proposal a decision confirms."""
     return [] if p is None else [f"proposal:{p.proposal_id}", f"proposed:{p.reviewer}"]
+
+
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""Characters an explanation may not hold: C0/C1 controls but tab and line feed (terminal
+escapes, NUL) and the bidi embeddings, overrides and isolates (text shown reversed)."""
+
+
+def check_explanation(explanation: str) -> None:
+    """An explanation goes to the sender (the status notice, then its systems and
+    terminals) and into the audit: refuse what could rewrite how it, or the screen it is
+    shown on, reads. Arabic needs none of these (its direction is the letters' own)."""
+    m = _UNSAFE.search(explanation)
+    if m is not None:
+        raise ValueError(
+            f"the explanation holds a control character (U+{ord(m.group()):04X} at "
+            f"{m.start()}): write plain text, line breaks allowed"
+        )
 
 
 def _check_grounds(grounds: str | None, explanation: str) -> None:

@@ -192,6 +192,7 @@ FORM_PROBLEMS = {
     "explanation": "A refusal needs an explanation for the sender.",
     "grounds": "Choose the grounds of the refusal.",
     "origin": "This form was sent from another site.",
+    "control": "The explanation may hold only plain text and line breaks.",
 }
 CONFLICTS = {
     "busy": "Another reviewer is deciding this message, or it has a pending proposal.",
@@ -532,6 +533,8 @@ def _same_origin(request: Request) -> None:
 
 
 def _form_problem(detail: str) -> str:
+    if "control character" in detail:
+        return FORM_PROBLEMS["control"]
     if "OTHER" in detail:
         return FORM_PROBLEMS["other"]
     if "explanation" in detail:
