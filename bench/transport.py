@@ -11,6 +11,7 @@ import asyncio
 import struct
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -93,6 +94,24 @@ async def produce_consume(conn: KafkaConnection, count: int, partitions: int = 3
         "latency_p50_ms": percentile(latencies, 50) * 1000,
         "latency_p99_ms": percentile(latencies, 99) * 1000,
     }
+
+
+def envelope_size(text_chars: int = 1000) -> int:
+    """Bytes of the sealed envelope of a police message of ``text_chars`` characters
+    (the pipeline's record), so that the relay baselines move records of the same
+    size: a 1 KiB payload seals to ~1.3 KiB (header, signature, wrapped keys)."""
+    import tempfile
+
+    from i24net.envelope import Recipients
+    from i24net.router.testing import build_network, police_message
+
+    with tempfile.TemporaryDirectory() as d:
+        now = time.time_ns() // 1_000_000
+        net = build_network(["FR", "JP"], Path(d), now_ms=now)
+        _, data = net.gateway("FR", now).message(
+            "POLICE_MESSAGE", police_message("x" * text_chars), Recipients.to("JP"), now
+        )
+    return len(data)
 
 
 async def _preload(conn: KafkaConnection, topic: str, count: int, size: int) -> None:
