@@ -39,10 +39,33 @@ ROOT_NAME = "gs-root"
 """File stem of the GS root key files."""
 
 
+def key_digest(public_key: bytes) -> str:
+    """The last part of a key id: 8 hex digits of BLAKE2b-32 of the public key."""
+    return hashlib.blake2b(public_key, digest_size=4).hexdigest()
+
+
 def key_id(station: str, public_key: bytes, created_ms: int) -> str:
     """The key id of ``public_key``: ``<station>-<YYYYMMDD>-<8 hex of BLAKE2b(public)>``."""
     day = datetime.fromtimestamp(created_ms / 1000, tz=UTC).strftime("%Y%m%d")
-    return f"{station}-{day}-{hashlib.blake2b(public_key, digest_size=4).hexdigest()}"
+    return f"{station}-{day}-{key_digest(public_key)}"
+
+
+def key_id_matches(kid: str, station: str, public_key: bytes) -> bool:
+    """Whether ``kid`` is a key id of ``public_key`` for ``station`` (any valid day).
+
+    Everything but the day is recomputed from the key; the day (when the key was
+    made) is not in a directory record, so it only has to be a real date."""
+    prefix, suffix = f"{station}-", f"-{key_digest(public_key)}"
+    if not (kid.startswith(prefix) and kid.endswith(suffix)):
+        return False
+    day = kid[len(prefix) : len(kid) - len(suffix)]
+    if len(day) != 8 or not day.isdigit():
+        return False
+    try:
+        datetime.strptime(day, "%Y%m%d")
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,10 @@ Rotation: add the new key with its ``valid_from_ms``, keep the old one until
 its ``valid_until_ms``; both verify during the overlap. Revocation: set the
 key's status to REVOKED with ``revoked_at_ms``; signatures made from then on
 fail, earlier ones still verify. Each change increases ``serial``; readers
-refuse a lower serial (no rollback to a record that still trusts a key).
+refuse a lower serial (no rollback to a record that still trusts a key) and
+another record under the same serial (serials strictly increase). Key ids are
+recomputed from the keys on load (:func:`check_key_ids`): a record whose stated
+key id is not its key's is refused, so one id always names one key.
 
 Rollback and freeze (docs/security.md): a :class:`DirectoryReader` keeps the
 highest serial it accepted per station (persisted by :class:`DirectoryState`)
@@ -31,6 +34,7 @@ from i24net.directory._directory import (
     PeerKey,
     StationRecord,
     Status,
+    check_key_ids,
     sign_record,
     verify_entry,
 )
@@ -64,6 +68,7 @@ __all__ = [
     "StationRecord",
     "Status",
     "Withheld",
+    "check_key_ids",
     "entry_digest",
     "publish",
     "read_all",

@@ -19,7 +19,7 @@ from i24net.errors import (
     UnknownStationError,
     VerificationError,
 )
-from i24net.keys import RootPublic, RootSecrets, StationPublic
+from i24net.keys import RootPublic, RootSecrets, StationPublic, key_digest, key_id_matches
 from i24net.schemas import SchemaStore
 from i24net.stations import Station, StationKind
 
@@ -158,6 +158,28 @@ class StationRecord:
         )
 
 
+def check_key_ids(record: StationRecord) -> None:
+    """Raise DirectoryError unless every key id of ``record`` is recomputed from its key.
+
+    Why: a key id names the key in every envelope (``sender_key_id``, the wrap's
+    key ids) and in audits. If the directory could state any id for any key,
+    one key could appear under two ids (or two stations' ids), and "key X was
+    revoked" would no longer say which key. A key id is
+    ``<STATION>-<YYYYMMDD>-<8 hex of BLAKE2b-32(public key)>`` (i24net.keys.key_id):
+    the station part and the hash part are recomputed here; the date is the day
+    the key was made, which the record does not carry, so it is only checked to
+    be a valid date.
+    """
+    for kind, keys in (("signing", record.signing_keys), ("encryption", record.encryption_keys)):
+        for k in keys:
+            if not key_id_matches(k.key_id, record.station, k.public_key):
+                raise DirectoryError(
+                    f"station {record.station}: {kind} key id {k.key_id!r} does not match "
+                    f"its public key (expected {record.station}-YYYYMMDD-"
+                    f"{key_digest(k.public_key)})"
+                )
+
+
 def sign_record(record: StationRecord, root: RootSecrets, store: SchemaStore) -> bytes:
     """The ``i24.directory`` value for ``record``: single-object ``net.i24.DirectoryEntry``."""
     body = store.encode("net.i24.DirectoryRecord", record.to_avro())
@@ -167,8 +189,13 @@ def sign_record(record: StationRecord, root: RootSecrets, store: SchemaStore) ->
     )
 
 
-def verify_entry(entry: bytes, root: RootPublic, store: SchemaStore) -> StationRecord:
-    """Check one ``i24.directory`` value against the pinned root key; DirectoryError if bad."""
+def verify_entry(
+    entry: bytes, root: RootPublic, store: SchemaStore, *, check_ids: bool = True
+) -> StationRecord:
+    """Check one ``i24.directory`` value against the pinned root key; DirectoryError if bad.
+
+    The key ids are recomputed from the keys (:func:`check_key_ids`) unless
+    ``check_ids=False`` (a caller that reports a bad key id on its own)."""
     inner = open_root_signed(
         entry,
         root,
@@ -179,9 +206,12 @@ def verify_entry(entry: bytes, root: RootPublic, store: SchemaStore) -> StationR
         what="directory entry",
     )
     try:
-        return StationRecord.from_avro(store.decode("net.i24.DirectoryRecord", inner))
+        record = StationRecord.from_avro(store.decode("net.i24.DirectoryRecord", inner))
     except (CodecError, ValueError, KeyError) as exc:
         raise DirectoryError(f"directory record does not decode: {exc}") from exc
+    if check_ids:
+        check_key_ids(record)
+    return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +252,11 @@ class Directory:
         return d
 
     def apply(self, entry: bytes, root: RootPublic, store: SchemaStore) -> StationRecord | None:
-        """Verify and apply one signed entry; an older serial than the current one is refused.
+        """Verify and apply one signed entry; a serial not above the current one is refused.
+
+        Serials strictly increase: another record under the serial already held
+        (or a lower one) raises DirectoryError; the very entry held again is a
+        no-op that returns its record.
 
         A directory made by :func:`~i24net.directory.read_all` belongs to a
         ``DirectoryReader``: then the reader's rules apply (its root key and
@@ -234,10 +268,14 @@ class Directory:
             return result
         record = verify_entry(entry, root, store)
         current = self._records.get(record.station)
-        if current is not None and record.serial < current.serial:
+        if current is not None and self.entries.get(record.station) == entry:
+            return record  # the very entry held: nothing to accept
+        if current is not None and record.serial <= current.serial:
+            what = "the same as" if record.serial == current.serial else "older than"
             raise DirectoryError(
                 f"directory record of {record.station} has serial {record.serial}, "
-                f"older than the current {current.serial} (rollback refused)"
+                f"{what} the current {current.serial}: refused (serials strictly increase; "
+                f"a changed record needs a new serial)"
             )
         self.put(record)
         self.entries[record.station] = entry

@@ -5,6 +5,8 @@ A :class:`DirectoryReader` is a decider: one topic value in, one
 raises on a bad record (start-up must not fail because of one entry). The
 rules, in the order they are applied to a station entry that verifies:
 
+- a key id that is not recomputed from its key (``i24net.keys.key_id``):
+  ``malformed``, refused, whatever the serial;
 - serial above the reader's mark for the station: ``applied``, the mark
   moves up (persisted in :class:`DirectoryState`);
 - serial equal to the mark: the same bytes are ``unchanged`` (or ``applied``
@@ -41,7 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from i24net.clock import Clock, system_clock
-from i24net.directory._directory import Directory, StationRecord, verify_entry
+from i24net.directory._directory import Directory, StationRecord, check_key_ids, verify_entry
 from i24net.directory.manifest import Manifest, entry_digest, is_manifest, verify_manifest
 from i24net.directory.state import DirectoryState
 from i24net.errors import CodecError, DirectoryError
@@ -236,10 +238,14 @@ class DirectoryReader:
         except CodecError as exc:
             return Outcome.MALFORMED, str(exc)
         try:
-            record = verify_entry(value, self.root, self.store)
+            record = verify_entry(value, self.root, self.store, check_ids=False)
         except DirectoryError as exc:
             return Outcome.BAD_SIGNATURE, str(exc)
         what = f"{record.station} serial {record.serial}"
+        try:
+            check_key_ids(record)
+        except DirectoryError as exc:  # signed, yet a key id is not its key's
+            return Outcome.MALFORMED, f"{what}: {exc}"
         digest = entry_digest(value)
         mark = self.state.stations.get(record.station)
         if mark is not None and record.serial < mark.serial:
