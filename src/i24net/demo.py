@@ -317,7 +317,7 @@ def _scenario(base: Path, kafka: Net, procs: Processes, t0: float, keep: bool) -
         f"    {len(net.directory)} stations in the directory (the 196 member NCBs, the GS, "
         "regional bureaus, UN/EU offices), each record signed by the GS root key"
     )
-    asyncio.run(provision(kafka.admin, net, Topics(), out_partitions=1))
+    asyncio.run(provision(kafka.admin, net, Topics(), legacy=False))
     say(
         f"    the ingress topic {Topics().ingress} and i24.in.<station> for "
         f"{len(net.directory)} stations created"

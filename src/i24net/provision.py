@@ -7,7 +7,8 @@ list and makes the broker match it, idempotently:
   (partitioned by sender), ``i24.in.<code>`` per station (and, while
   ``TopicPolicy.legacy_out_topics``, the old per-station ``i24.out.<code>``),
   ``i24.directory`` (log-compacted), ``i24.quarantine``, ``i24.audit``
-  (one partition, kept forever), ``i24.dlq``; each with its partitions,
+  (one partition, kept forever), ``i24.review`` (one partition, kept as the
+  audit: review claims and four-eyes proposals), ``i24.dlq``; each with its partitions,
   replication factor, ``min.insync.replicas`` and retention. Missing topics are
   created, a managed config that drifted is set back. Topics of a removed
   station are *kept* (their data is evidence); the station loses access to them.
@@ -25,7 +26,7 @@ list and makes the broker match it, idempotently:
                       WRITE/DESCRIBE transactional ids ``i24.gw.<code>.*``;
                       IDEMPOTENT_WRITE on the cluster
   ``User:router``     READ ``i24.out`` (and ``i24.out.*``); WRITE ``i24.in.*``; READ+WRITE
-                      quarantine, audit; WRITE dlq; READ directory; groups and
+                      quarantine, audit, review; WRITE dlq; READ directory; groups and
                       transactional ids ``i24.router*``; IDEMPOTENT_WRITE
   ``User:publisher``  WRITE ``i24.directory`` (the GS publishes station records)
   ``User:auditor``    READ ``i24.audit`` and ``i24.directory``; groups ``i24.auditor*``
@@ -88,6 +89,8 @@ DIRECTORY_TOPIC = f"{PREFIX}.directory"
 QUARANTINE_TOPIC = f"{PREFIX}.quarantine"
 AUDIT_TOPIC = f"{PREFIX}.audit"
 SEEN_TOPIC = f"{PREFIX}.router.seen"
+REVIEW_TOPIC = f"{PREFIX}.review"
+"""Review claims and four-eyes proposals (docs/review.md); one partition, kept as the audit."""
 SEEN_RETENTION_MS = 8 * 86_400_000
 """The seen-id changelog outlives every message it protects: the envelope's maximum
 lifetime (7 days) plus the clock skew, with a day to spare."""
@@ -147,9 +150,11 @@ class TopicPolicy:
     ingress_partitions: int = 12
     """Partitions of ``i24.out``: the router's instances share them; a station's records
     stay in one (partitioned by sender). 12 keeps every fetch small (docs/topics.md)."""
-    legacy_out_topics: bool = True
+    legacy_out_topics: bool = False
     """Also create the old per-station ``i24.out.<code>`` topics (and their WRITE ACLs)
-    while gateways that write them remain (migration, docs/topics.md)."""
+    while gateways that write them remain (a migration from an older release:
+    ``i24net provision --legacy-out-topics``, docs/topics.md). Off by default: every
+    per-station topic that exists adds its partitions to each of the router's fetches."""
     out_partitions: int = 1
     in_partitions: int = 1
     quarantine_partitions: int = 1
@@ -193,6 +198,7 @@ class TopicPolicy:
             ),
             TopicSpec(AUDIT_TOPIC, 1, rf, self._config(self.audit_retention_ms)),
             TopicSpec(SEEN_TOPIC, 1, rf, self._config(SEEN_RETENTION_MS)),
+            TopicSpec(REVIEW_TOPIC, 1, rf, self._config(self.audit_retention_ms)),
             TopicSpec(DLQ_TOPIC, self.dlq_partitions, rf, self._config(self.dlq_retention_ms)),
             TopicSpec(
                 INGRESS_TOPIC,
@@ -237,7 +243,7 @@ def _acl(
     return AclBinding(f"User:{user}", rtype, name, pattern, op)
 
 
-def station_acls(code: str, *, legacy: bool = True) -> set[AclBinding]:
+def station_acls(code: str, *, legacy: bool = False) -> set[AclBinding]:
     """What a station's gateway may do, and nothing more: WRITE (never READ) the shared
     ingress topic; with ``legacy``, WRITE its old ``i24.out.<code>`` topic too."""
     acls = {
@@ -256,7 +262,7 @@ def station_acls(code: str, *, legacy: bool = True) -> set[AclBinding]:
     return acls
 
 
-def service_acls(*, legacy: bool = True) -> set[AclBinding]:
+def service_acls(*, legacy: bool = False) -> set[AclBinding]:
     """The router, the directory publisher, the auditor and the operator."""
     r = ROUTER
     acls = {
@@ -268,6 +274,8 @@ def service_acls(*, legacy: bool = True) -> set[AclBinding]:
         _acl(r, _T, AUDIT_TOPIC, _LIT, _W),
         _acl(r, _T, SEEN_TOPIC, _LIT, _R),  # the replay window, restored at start
         _acl(r, _T, SEEN_TOPIC, _LIT, _W),
+        _acl(r, _T, REVIEW_TOPIC, _LIT, _R),  # claims and proposals, read back by every instance
+        _acl(r, _T, REVIEW_TOPIC, _LIT, _W),
         _acl(r, _T, DLQ_TOPIC, _LIT, _W),
         _acl(r, _T, DIRECTORY_TOPIC, _LIT, _R),
         _acl(r, _G, ROUTER_GROUP_PREFIX, _PRE, _R),
@@ -290,7 +298,7 @@ def service_acls(*, legacy: bool = True) -> set[AclBinding]:
     return acls
 
 
-def desired_acls(stations: Iterable[str], *, legacy: bool = True) -> set[AclBinding]:
+def desired_acls(stations: Iterable[str], *, legacy: bool = False) -> set[AclBinding]:
     acls = service_acls(legacy=legacy)
     for code in stations:
         acls |= station_acls(code, legacy=legacy)
@@ -725,6 +733,7 @@ __all__ = [
     "OPERATOR",
     "PUBLISHER",
     "QUARANTINE_TOPIC",
+    "REVIEW_TOPIC",
     "ROUTER",
     "SEEN_TOPIC",
     "ProvisionReport",

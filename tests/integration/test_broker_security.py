@@ -57,12 +57,15 @@ def _collect_leaks() -> Iterator[None]:
 
 
 STATIONS = ["FR", "GS", "JP"]
+LEGACY = TopicPolicy(legacy_out_topics=True)
+"""This module's broker keeps the per-station ``i24.out.<code>`` topics of a migration
+too, so their ACLs stay tested beside the shared ingress topic's."""
 
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
     broker = start_secured_broker(
-        tmp_path_factory.mktemp("secured"), STATIONS, plaintext_listener=True
+        tmp_path_factory.mktemp("secured"), STATIONS, plaintext_listener=True, policy=LEGACY
     )
     try:
         run_sync(_coordinators_ready(broker.admin))
@@ -313,17 +316,17 @@ async def test_anonymous_plaintext_listener_grants_nothing(secured: SecuredBroke
 
 async def test_provision_is_idempotent_and_removal_revokes(secured: SecuredBroker) -> None:
     creds = secured.credentials_dir
-    again = await provision(secured.admin, STATIONS, creds)
+    again = await provision(secured.admin, STATIONS, creds, policy=LEGACY)
     assert not again.changed, again.summary()
 
-    added = await provision(secured.admin, [*STATIONS, "BR"], creds)
+    added = await provision(secured.admin, [*STATIONS, "BR"], creds, policy=LEGACY)
     assert "BR" in added.users_created and {"i24.out.BR", "i24.in.BR"} <= set(added.topics_created)
     assert added.quotas_changed == ["BR"]
     br = secured.connection("BR")
     assert await check_connection(br) == [1]
     assert (creds / "BR.password").stat().st_mode & 0o777 == 0o600
 
-    removed = await provision(secured.admin, STATIONS, creds)
+    removed = await provision(secured.admin, STATIONS, creds, policy=LEGACY)
     assert removed.users_removed == ["BR"] and removed.quotas_changed == ["BR"]
     async with SecurityAdmin(secured.admin) as admin:
         assert "BR" not in await admin.user_quotas()
@@ -332,13 +335,13 @@ async def test_provision_is_idempotent_and_removal_revokes(secured: SecuredBroke
     assert not (creds / "BR.password").exists()
     with pytest.raises(BrokerAuthenticationError):
         await check_connection(br, timeout_s=5)
-    final = await provision(secured.admin, STATIONS, creds)
+    final = await provision(secured.admin, STATIONS, creds, policy=LEGACY)
     assert not final.changed, final.summary()
 
 
 async def test_provision_needs_a_super_user(secured: SecuredBroker, tmp_path: Path) -> None:
     with pytest.raises(BrokerAuthorizationError):
-        await provision(secured.connection("operator"), STATIONS, tmp_path)
+        await provision(secured.connection("operator"), STATIONS, tmp_path, policy=LEGACY)
 
 
 # -- transactional ids ----------------------------------------------------------
@@ -419,7 +422,7 @@ async def _topic_config(conn: KafkaConnection, topic: str) -> dict[str, str]:
 
 async def test_provision_sets_a_drifted_topic_config_back(secured: SecuredBroker) -> None:
     topic = "i24.out.JP"
-    want = {s.name: dict(s.config) for s in TopicPolicy().topics(STATIONS)}[topic]
+    want = {s.name: dict(s.config) for s in LEGACY.topics(STATIONS)}[topic]
     assert want["message.timestamp.type"] == "LogAppendTime"
     admin = AIOKafkaAdminClient(**secured.admin.client_kwargs())
     await admin.start()
@@ -434,7 +437,7 @@ async def test_provision_sets_a_drifted_topic_config_back(secured: SecuredBroker
         return (await _topic_config(secured.admin, topic)).get("retention.ms") == "1000"
 
     await _eventually(drifted, 10, f"{topic} shows the drifted retention")
-    report = await provision(secured.admin, STATIONS, secured.credentials_dir)
+    report = await provision(secured.admin, STATIONS, secured.credentials_dir, policy=LEGACY)
     assert report.topics_reconfigured == [topic], report.summary()
 
     async def restored() -> bool:
@@ -442,7 +445,7 @@ async def test_provision_sets_a_drifted_topic_config_back(secured: SecuredBroker
         return all(have.get(k) == v for k, v in want.items())
 
     await _eventually(restored, 10, f"{topic} back to {want}")
-    again = await provision(secured.admin, STATIONS, secured.credentials_dir)
+    again = await provision(secured.admin, STATIONS, secured.credentials_dir, policy=LEGACY)
     assert not again.changed, again.summary()
 
 

@@ -9,8 +9,9 @@ with ``kill -9``, and it is restarted after 1,200.
 
 The victim is made the most disruptive single broker there is: it is the
 router's **transaction coordinator** (the leader of the ``__transaction_state``
-partition of ``i24.router.<instance>``), and ``i24.out.FR`` and ``i24.in.JP``
-are created with it as their leader. Its death stops, all at once, FR's
+partition of ``i24.router.<instance>``), and the ingress topic ``i24.out`` (one
+partition here, so FR's records are in it) and ``i24.in.JP`` are created with it as
+their leader. Its death stops, all at once, FR's
 outbox drain (``acks=all`` produce), the router's reads, writes and commits,
 and JP's fetches, until the cluster fences it and moves leadership and the
 coordinator elsewhere.
@@ -27,7 +28,7 @@ Checks, and what each proves:
   committed copy would be a router bug masked by the gateway's dedup).
 * ``i24.in.FR`` (status notices and JP's receipts, the same transactions) holds
   no record twice.
-* ``i24.out.FR`` may hold a message twice (the outbox drain is at least once:
+* FR's records on ``i24.out`` may hold a message twice (the outbox drain is at least once:
   a round that timed out is sent again); the count is reported, not asserted.
 
 The stall figures (printed, and written to ``$I24NET_RESULTS_DIR`` if set): the
@@ -75,6 +76,7 @@ from i24net.errors import IntakeRefusedError, ServiceError
 from i24net.gateway.auth import create_integrator
 from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
 from i24net.kafka.cluster import Cluster, ClusterSettings
+from i24net.provision import OUT_TOPIC_CONFIG
 from i24net.router.app import topic_specs
 from i24net.router.settings import Topics, load_settings
 from i24net.router.testing import Network, build_network, provision, settings_toml
@@ -195,9 +197,10 @@ async def create_led_by(
 
 
 async def count_ids(
-    conn: KafkaConnection, topic: str, *, committed: bool
+    conn: KafkaConnection, topic: str, *, committed: bool, sender: str | None = None
 ) -> collections.Counter[str]:
-    """Records per ``i24-msgid`` header in partition 0 of ``topic``, start to end."""
+    """Records per ``i24-msgid`` header in partition 0 of ``topic``, start to end
+    (``sender``: only those whose ``i24-sender`` hint names it, on the shared ingress)."""
     c = AIOKafkaConsumer(
         **conn.client_kwargs(),
         isolation_level="read_committed" if committed else "read_uncommitted",
@@ -216,9 +219,9 @@ async def count_ids(
             batch = await c.getmany(timeout_ms=500)
             for recs in batch.values():
                 for r in recs:
-                    for k, v in r.headers:
-                        if k == "i24-msgid":
-                            seen[bytes(v).decode()] += 1
+                    hs = {k: bytes(v).decode() for k, v in r.headers if v is not None}
+                    if "i24-msgid" in hs and (sender is None or hs.get("i24-sender") == sender):
+                        seen[hs["i24-msgid"]] += 1
         return seen
     finally:
         await c.stop()
@@ -334,28 +337,30 @@ async def provision_cluster(
     victim: int,
     nodes: list[int],
 ) -> None:
-    """Every topic RF 3, min ISR 2; FR's out and JP's in led by ``victim``; directory published."""
+    """Every topic RF 3, min ISR 2; the ingress topic (one partition here, so FR's records
+    are in it) and JP's in led by ``victim``; directory published."""
     big = {"max.message.bytes": str(2 << 20)}
     await create_led_by(
         conn,
         victim,
         nodes,
-        [TopicSpec(topics.out("FR"), config=big), TopicSpec(topics.inbox("JP"), config=big)],
+        [
+            TopicSpec(topics.ingress, config={**big, **OUT_TOPIC_CONFIG}),
+            TopicSpec(topics.inbox("JP"), config=big),
+        ],
     )
     isr = {"min.insync.replicas": MIN_ISR}
     specs = [TopicSpec(topics.directory, 1, RF, {"cleanup.policy": "compact", **isr})]
     for code in net.secrets:
-        specs += [
-            TopicSpec(topics.out(code), 1, RF, {**big, **isr}),
-            TopicSpec(topics.inbox(code), 1, RF, {**big, **isr}),
-        ]
+        specs += [TopicSpec(topics.inbox(code), 1, RF, {**big, **isr})]
     # the router's own topics, made first with RF 3 (its ensure_topics would make them RF 1)
     specs += [
         TopicSpec(s.name, s.partitions, RF, {**s.config, **isr})
         for s in topic_specs(load_settings(router_cfg))
+        if s.name != topics.ingress  # made above, led by the victim
     ]
     await ensure_topics(conn, specs)  # leaves the two above as they are
-    await provision(conn, net, topics, out_partitions=1)  # topics exist: publishes the directory
+    await provision(conn, net, topics, legacy=False)  # topics exist: publishes the directory
 
 
 # -- the test ------------------------------------------------------------------------------
@@ -440,7 +445,7 @@ async def run_traffic(
         "jp_gateway_group_coordinator": await coordinator(conn, GROUP, f"{topics.prefix}i24.gw.JP"),
         **{
             f"leader_{t}": (await describe(conn, [t]))[t]["leaders"][0]
-            for t in (topics.out("FR"), topics.inbox("JP"), topics.inbox("FR"))
+            for t in (topics.ingress, topics.inbox("JP"), topics.inbox("FR"))
         },
     }
 
@@ -532,7 +537,7 @@ async def run_traffic(
     notice_dupes = {k: v for k, v in notices.items() if v != 1}
     assert not notice_dupes, f"{len(notice_dupes)} status notices committed more than once"
     assert len(notices) >= MESSAGES  # a notice (own message id) per message, and JP's receipts
-    out_fr = await count_ids(conn, topics.out("FR"), committed=False)
+    out_fr = await count_ids(conn, topics.ingress, committed=False, sender="FR")
     assert set(out_fr) == submitted
 
     # the stalls: at JP (stored), at FR (accepted -> SENT), end to end

@@ -139,7 +139,8 @@ def make_world(tmp: Path, prefix: str) -> World:
 
 
 async def make_topics(conn: KafkaConnection, prefix: str) -> None:
-    specs = [TopicSpec(f"{prefix}.{d}.{c}") for d in ("out", "in") for c in STATIONS]
+    # the shared ingress topic (partitioned by sender) and each station's in topic
+    specs = [TopicSpec(f"{prefix}.out", 3)] + [TopicSpec(f"{prefix}.in.{c}") for c in STATIONS]
     await ensure_topics(conn, specs)
 
 
@@ -201,7 +202,7 @@ class FakeRouter:
 
         p = self.w.prefix
         consumer = AIOKafkaConsumer(
-            *[f"{p}.out.{c}" for c in self.senders],
+            f"{p}.out",  # the shared ingress topic: only ``senders``' records are routed
             **self.conn.client_kwargs(),
             group_id=f"{p}.router",
             auto_offset_reset="earliest",
@@ -219,6 +220,8 @@ class FakeRouter:
                 futs = []
                 for recs in batch.values():
                     for rec in recs:
+                        if _sender_hint(rec) not in self.senders:
+                            continue
                         try:
                             inbound = self.router.open(rec.value)
                         except VerificationError as exc:  # e.g. a re-send after a crash
@@ -401,11 +404,21 @@ def assert_forward_only(statuses: list[str]) -> None:
     assert ranks == sorted(ranks), statuses
 
 
+def _sender_hint(rec: Any) -> str | None:
+    """The record's ``i24-sender`` header (the drain's routing hint, docs/topics.md)."""
+    for k, v in rec.headers or ():
+        if k == "i24-sender" and v is not None:
+            return bytes(v).decode()
+    return None
+
+
 async def count_keys(
-    conn: KafkaConnection, topic: str, *, committed: bool = True
+    conn: KafkaConnection, topic: str, *, committed: bool = True, sender: str | None = None
 ) -> collections.Counter[str]:
     """Records per key (the message id) in every partition of ``topic``, start to end,
-    read ``read_committed``: what the broker actually holds, not what an inbox shows."""
+    read ``read_committed``: what the broker actually holds, not what an inbox shows.
+    ``sender``: only the records this station's gateway wrote (on the shared ingress
+    topic, by their ``i24-sender`` hint)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from i24net.audit.topic import prime
@@ -429,7 +442,8 @@ async def count_keys(
             assert time.monotonic() < deadline, f"could not read {topic} to its end"
             for recs in (await c.getmany(timeout_ms=500)).values():
                 for r in recs:
-                    seen[bytes(r.key or b"").decode()] += 1
+                    if sender is None or _sender_hint(r) == sender:
+                        seen[bytes(r.key or b"").decode()] += 1
         return seen
     finally:
         await c.stop()
@@ -701,7 +715,7 @@ async def test_kill_9_mid_stream_then_restart(world: World, kafka_conn: KafkaCon
             assert (await jp.db.read(inbox.counts))["rejected"] == 0
             # FR's drain is at least once: what it sent twice around the kill, the router
             # refused as replays, and it refused nothing else.
-            out_fr = await count_keys(kafka_conn, world.settings("FR", "x").out_topic)
+            out_fr = await count_keys(kafka_conn, world.settings("FR", "x").out_topic, sender="FR")
             resent = sum(out_fr.values()) - len(out_fr)
             assert set(out_fr) == set(want)
             assert router.refused == collections.Counter({"replayed": resent} if resent else {})
@@ -823,7 +837,7 @@ async def test_receiving_gateway_killed_mid_batch(
         assert await count_keys(kafka_conn, world.settings("JP", "x").in_topic) == want
         assert await stored_rows(db) == want
         # one receipt per message: the batch read again queued none a second time
-        receipts = await count_keys(kafka_conn, world.settings("JP", "x").out_topic)
+        receipts = await count_keys(kafka_conn, world.settings("JP", "x").out_topic, sender="JP")
         assert len(receipts) == n
         assert set(router.refused) <= {"replayed"}
         for mid in sent[:3]:

@@ -36,9 +36,8 @@ def test_station_may_write_only_the_ingress_topic_and_read_only_its_in_topic() -
 
 
 def test_during_the_migration_a_station_may_also_write_its_old_out_topic() -> None:
-    assert topic_acls(station_acls("FR")) - topic_acls(station_acls("FR", legacy=False)) == {
-        (AclOperation.WRITE, "i24.out.FR")
-    }
+    legacy = topic_acls(station_acls("FR", legacy=True))
+    assert legacy - topic_acls(station_acls("FR")) == {(AclOperation.WRITE, "i24.out.FR")}
 
 
 def test_station_prefixes_do_not_reach_a_longer_code() -> None:
@@ -47,7 +46,7 @@ def test_station_prefixes_do_not_reach_a_longer_code() -> None:
 
 
 def test_router_reads_the_ingress_topic_and_writes_every_in_topic() -> None:
-    router = {a for a in service_acls() if a.principal == "User:router"}
+    router = {a for a in service_acls(legacy=True) if a.principal == "User:router"}
     assert (AclOperation.READ, "i24.out") in topic_acls(router)
     assert any(  # the old per-station topics, drained during the migration
         a.resource_name == "i24.out."
@@ -57,7 +56,7 @@ def test_router_reads_the_ingress_topic_and_writes_every_in_topic() -> None:
     )
     assert not any(
         a.resource_name == "i24.out."
-        for a in service_acls(legacy=False)
+        for a in service_acls()  # the default: no migration
         if a.principal == "User:router"
     )
     assert any(a.resource_name == "i24.in." and a.operation == AclOperation.WRITE for a in router)
@@ -77,7 +76,7 @@ def test_desired_acls_scale_with_the_station_list() -> None:
 
 
 def test_topic_policy() -> None:
-    specs = {s.name: s for s in TopicPolicy.for_brokers(3).topics(["FR"])}
+    specs = {s.name: s for s in TopicPolicy.for_brokers(3, legacy_out_topics=True).topics(["FR"])}
     assert set(specs) == {
         "i24.directory",
         "i24.quarantine",
@@ -87,6 +86,7 @@ def test_topic_policy() -> None:
         "i24.out.FR",
         "i24.in.FR",
         "i24.router.seen",
+        "i24.review",
     }
     assert specs["i24.out"].partitions == 12
     assert specs["i24.directory"].config["cleanup.policy"] == "compact"
@@ -102,7 +102,7 @@ def test_topic_policy() -> None:
     assert all(s.config["min.insync.replicas"] == "2" for s in specs.values())
     single = TopicPolicy.for_brokers(1)
     assert (single.replication_factor, single.min_insync_replicas) == (1, 1)
-    after = {s.name for s in TopicPolicy(legacy_out_topics=False).topics(["FR"])}
+    after = {s.name for s in TopicPolicy().topics(["FR"])}  # the default: no per-station topics
     assert set(specs) - after == {"i24.out.FR"}
 
 

@@ -15,7 +15,7 @@ from i24net.kafka.security import (
     check_connection,
     read_password_file,
 )
-from i24net.provision import TopicPolicy, provision
+from i24net.provision import QuotaPolicy, TopicPolicy, provision
 
 
 def register(sub: Any) -> None:
@@ -49,6 +49,20 @@ def register(sub: Any) -> None:
         "--brokers", type=int, default=1, help="brokers in the cluster (3: RF 3, min ISR 2)"
     )
     p.add_argument("--rotate", default="", help="comma-separated users to give new passwords")
+    p.add_argument(
+        "--legacy-out-topics",
+        action="store_true",
+        help="also keep the per-station i24.out.<station> topics and their ACLs, while "
+        "gateways of an older release still write them (migration: docs/topics.md)",
+    )
+    p.add_argument(
+        "--producer-byte-rate",
+        type=int,
+        default=QuotaPolicy.producer_byte_rate,
+        metavar="BYTES",
+        help="Kafka producer quota of each station principal, bytes/s "
+        "(default: %(default)s; docs/security.md)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -78,7 +92,8 @@ def _run(args: argparse.Namespace) -> int:
             admin,
             stations,
             args.credentials_dir,
-            policy=TopicPolicy.for_brokers(args.brokers),
+            policy=TopicPolicy.for_brokers(args.brokers, legacy_out_topics=args.legacy_out_topics),
+            quotas=QuotaPolicy(producer_byte_rate=args.producer_byte_rate),
             rotate=[u.strip() for u in args.rotate.split(",") if u.strip()],
         )
         lines = [report.summary()]

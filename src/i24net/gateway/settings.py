@@ -185,7 +185,9 @@ class Settings(_Frozen):
 
     @property
     def out_topic(self) -> str:
-        return f"{self.kafka.topic_prefix}.out.{self.station}"
+        """The shared ingress topic (``i24.out``, partitioned by sender: docs/topics.md);
+        the drain writes this station's records to its partition of it."""
+        return f"{self.kafka.topic_prefix}.out"
 
     @property
     def in_topic(self) -> str:
@@ -206,9 +208,6 @@ class Settings(_Frozen):
 
     def in_topic_of(self, station: str) -> str:
         return f"{self.kafka.topic_prefix}.in.{station}"
-
-    def out_topic_of(self, station: str) -> str:
-        return f"{self.kafka.topic_prefix}.out.{station}"
 
 
 _PATHS = (

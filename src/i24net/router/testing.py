@@ -270,19 +270,33 @@ def settings_toml(
     return "\n".join(lines) + "\n"
 
 
-async def provision(conn: Any, net: Network, topics: Topics, *, out_partitions: int = 3) -> None:
-    """Create ``i24.out.*`` and ``i24.in.*`` for every station of ``net`` and the directory
-    topic, and publish the signed directory."""
+async def provision(
+    conn: Any,
+    net: Network,
+    topics: Topics,
+    *,
+    out_partitions: int = 3,
+    ingress_partitions: int = 12,
+    legacy: bool = True,
+) -> None:
+    """Create the shared ingress topic ``i24.out``, ``i24.in.*`` for every station of
+    ``net`` and the directory topic, and publish the signed directory. ``legacy``: the
+    per-station ``i24.out.<station>`` topics too (``out_partitions`` each), which tests
+    write hostile records into and routers drain during a migration."""
     from aiokafka import AIOKafkaProducer
 
     from i24net.kafka import TopicSpec, ensure_topics
 
     big = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
-    specs = [TopicSpec(topics.directory, 1, config={"cleanup.policy": "compact"})]
+    specs = [
+        TopicSpec(topics.directory, 1, config={"cleanup.policy": "compact"}),
+        TopicSpec(topics.ingress, ingress_partitions, config={**big, **OUT_TOPIC_CONFIG}),
+    ]
     for code in net.secrets:
-        specs.append(
-            TopicSpec(topics.out(code), out_partitions, config={**big, **OUT_TOPIC_CONFIG})
-        )
+        if legacy:
+            specs.append(
+                TopicSpec(topics.out(code), out_partitions, config={**big, **OUT_TOPIC_CONFIG})
+            )
         specs.append(TopicSpec(topics.inbox(code), 1, config=big))
     await ensure_topics(conn, specs)
     producer = AIOKafkaProducer(**conn.client_kwargs(), enable_idempotence=True)
