@@ -14,11 +14,11 @@ only. For ``--minutes``:
   while a gateway is down, so every submission ends with a known message id:
   police messages to one or several stations, and a few Red Notices to ALL;
 * hostile records, about ``--hostile-rate`` of the records, written by the
-  soak's own producer straight onto a station's ``i24.out.<station>`` (as an
-  attacker with that station's credentials could), one class after the other
-  (``bench/soak_check.HOSTILE_CLASSES``: null header, garbage, truncated,
-  replay of a delivered envelope on either partition, another station's
-  envelope, tampered ciphertext, expired, contradicting hint);
+  soak's own producer straight onto the shared ingress topic ``i24.out`` in the
+  name of a station (as an attacker with that station's credentials could), one
+  class after the other (``bench/soak_check.HOSTILE_CLASSES``: null header,
+  garbage, truncated, replay of a delivered envelope on its own or another
+  partition, tampered ciphertext, expired, contradicting hint);
 * ``kill -9`` at seeded random moments: the router (restarted at once), one
   gateway (restarted after a pause) and one broker of the cluster (restarted
   after 5-30 s; one broker down at a time, so writes go on with 2 in sync).
@@ -101,7 +101,7 @@ RESULTS = ROOT / "bench" / "results"
 GATEWAYS = ("FR", "JP", "BR")
 SILENT = ("DE", "US")
 """In the directory without a gateway: recipients whose topics only the checker reads."""
-OUT_PARTITIONS = 2
+INGRESS_PARTITIONS = 12  # router/testing.provision's ingress topic
 NOTICE_KINDS = {"STATUS_NOTICE", "DELIVERY_RECEIPT"}
 PROGRESS_S = 10.0
 log = logging.getLogger("bench.soak")
@@ -281,12 +281,8 @@ class Forger:
             mid = self.rng.choice(mine)
             value, headers, partition = self.sent[mid]
             moved = self.rng.random() < 0.5
-            part = (partition + 1) % OUT_PARTITIONS if moved else partition
+            part = (partition + 1) % INGRESS_PARTITIONS if moved else partition
             return value, list(headers), mid, part
-        if cls == "wrong_sender":
-            other = self.rng.choice([s for s in GATEWAYS if s != station])
-            h, env = self.envelope(other)
-            return env, list(hints(h)), h.message_id, None
         if cls == "expired":
             h, env = self.envelope(station, created_ms=now_ms() - 2 * DAY_MS)
             return env, list(hints(h)), h.message_id, None
@@ -407,7 +403,7 @@ async def out_reader(
     conn: KafkaConnection, topics: Topics, forger: Forger, stop: asyncio.Event
 ) -> None:
     """Keeps the envelopes the gateways wrote, so a replay can copy a delivered one."""
-    c = await assigned_consumer(conn, [topics.out(s) for s in GATEWAYS], committed=False)
+    c = await assigned_consumer(conn, [topics.ingress], committed=False)
     try:
         while not stop.is_set():
             batch = await c.getmany(timeout_ms=300, max_records=5000)
@@ -475,7 +471,9 @@ class Soak:
             )
         )
         # broker defaults of the cluster: replication factor 3, min.insync.replicas 2
-        await provision(self.conn, net, self.topics, out_partitions=OUT_PARTITIONS)
+        await provision(
+            self.conn, net, self.topics, ingress_partitions=INGRESS_PARTITIONS, legacy=False
+        )
         await ensure_topics(self.conn, topic_specs(load_settings(router_cfg)))
         self.daemons.start("router", "router", "--config", str(router_cfg))
         kafka = Net(self.cluster.bootstrap, self.conn)
@@ -566,7 +564,7 @@ class Soak:
         key = hostile_key(cls, n)
         try:
             await producer.send_and_wait(
-                self.topics.out(station),
+                self.topics.ingress,
                 key=key.encode(),
                 value=value,
                 headers=headers,

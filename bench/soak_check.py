@@ -31,7 +31,9 @@ HOSTILE_CLASSES: Mapping[str, Reason] = {
     "garbage": Reason.BAD_VERSION,  # random bytes: no envelope prefix
     "truncated": Reason.MALFORMED,  # a valid envelope cut short
     "replay": Reason.REPLAYED,  # the bytes of an already-delivered envelope again
-    "wrong_sender": Reason.UNAUTHORISED,  # signed by another station, on this one's topic
+    # No "wrong_sender" class since the shared ingress topic (docs/security.md): a record
+    # has no topic owner any more, and a fresh envelope signed with another station's key
+    # *is* that station's message; a copy of another station's envelope is a "replay".
     "tampered": Reason.BAD_SIGNATURE,  # one ciphertext byte flipped
     "expired": Reason.EXPIRED,  # validly signed, expired a day ago
     "contradicting_hint": Reason.MALFORMED,  # i24-kind hint differs from the signed kind
