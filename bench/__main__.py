@@ -89,7 +89,7 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "load_s": 20.0,
             "trickle_s": 20.0,
             "idle_s": 5.0,
-            "isolated": 3,
+            "isolated": 5,
             "burst": 10,
             "scale_messages": 2000,
         },
