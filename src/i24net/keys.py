@@ -255,6 +255,35 @@ def load_station(path: Path) -> StationSecrets:
     return s
 
 
+def destroy_key_file(path: Path) -> None:
+    """Overwrite a secret key file with zeros, flush it to disk, then unlink it.
+
+    Why overwrite first: unlinking alone leaves the seeds in the freed blocks,
+    where a later disk image or backup can still find them; a key destroyed
+    after its rotation must not be recoverable from this machine (on
+    copy-on-write or wear-levelled storage the overwrite is best effort:
+    use an encrypted volume for key files). Idempotent: a missing file is
+    already destroyed."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise KeyStoreError(f"cannot destroy {path}: {exc.strerror}") from exc
+    try:
+        size = os.fstat(fd).st_size
+        os.write(fd, bytes(size))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise KeyStoreError(f"cannot remove {path}: {exc.strerror}") from exc
+
+
 def load_public(path: Path) -> StationPublic:
     """Load a ``*.public.json`` file."""
     data = _read(path, secret=False)
