@@ -42,6 +42,7 @@ from i24net.gateway.follow import DirectoryFollower
 from i24net.gateway.headers import bounded_httptools
 from i24net.gateway.inbound import InboundStream
 from i24net.gateway.intake import Intake, Submission
+from i24net.gateway.keyring import PreviousKeys
 from i24net.gateway.metrics import GatewayMetrics
 from i24net.gateway.settings import Settings
 from i24net.gateway.tls import uvicorn_ssl, with_peer_cert
@@ -149,6 +150,12 @@ class Gateway:
             store=self.store,
             on_stored=self._on_stored,
             on_queued=self.drainer.wake.set,
+            previous=PreviousKeys.load(
+                self.secrets,
+                settings.keys.previous,
+                grace_ms=int(settings.keys.previous_grace_s * 1000),
+                registry=self.registry,
+            ),
         )
         self.app = create_app(self)
         self.app.include_router(

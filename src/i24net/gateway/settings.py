@@ -26,6 +26,18 @@ class _Frozen(BaseModel):
 class KeySettings(_Frozen):
     secret: Path = Field(description="this station's <STATION>.secret.json (mode 0600)")
     root_public: Path = Field(description="the pinned GS root public key (gs-root.public.json)")
+    previous: list[Path] = Field(
+        default_factory=list,
+        description="this station's key files from before a rotation: deliveries still "
+        "wrapped to them are opened until previous_grace_s after the current key's "
+        "valid_from_ms in the directory, then each file is overwritten and removed",
+    )
+    previous_grace_s: float = Field(
+        8 * 24 * 3600.0,
+        ge=0,
+        description="how long previous keys are kept after the rotation (default 8 days: "
+        "the 7-day longest message lifetime and a day of margin)",
+    )
 
 
 class DirectorySettings(_Frozen):
@@ -238,6 +250,9 @@ def load_settings(path: Path) -> Settings:
             node = node.get(k, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
             node[keys[-1]] = str(base / node[keys[-1]])
+    previous = raw.get("keys", {}).get("previous") if isinstance(raw.get("keys"), dict) else None
+    if isinstance(previous, list):
+        raw["keys"]["previous"] = [str(base / p) if isinstance(p, str) else p for p in previous]
     return parse_settings(raw, source=str(path))
 
 
