@@ -11,6 +11,11 @@ UNIQUE message id makes the second store a no-op: exactly-once storage.
 A record that fails anything is kept in the ``rejected`` table with its
 reason, counted in ``i24net_gateway_verification_failures_total{reason}``,
 and the stream goes on.
+
+After a rotation the stream also opens deliveries wrapped to the station's
+previous encryption keys (``keys.previous``), until their grace period ends
+and :class:`~i24net.gateway.keyring.PreviousKeys` destroys them (checked
+before each batch).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from i24net.errors import CodecError, Reason, VerificationError
 from i24net.gateway import inbox, outbox
 from i24net.gateway.db import Database
 from i24net.gateway.intake import Intake, Prepared
+from i24net.gateway.keyring import PreviousKeys
 from i24net.gateway.metrics import GatewayMetrics
 from i24net.gateway.settings import Settings
 from i24net.kafka import KafkaConnection
@@ -77,6 +83,7 @@ class InboundStream:
         store: SchemaStore,
         on_stored: Callable[[], None],
         on_queued: Callable[[], None],
+        previous: PreviousKeys | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -94,8 +101,10 @@ class InboundStream:
         self.connected = False
         self.processed = 0
         self.batches = 0
+        self.previous = previous
         self._receiver: Receiver | None = None
         self._receiver_dir: Directory | None = None
+        self._receiver_keys = -1
 
     async def seed_window(self) -> None:
         """Remember the ids already stored, so that a restarted gateway refuses replays."""
@@ -105,12 +114,25 @@ class InboundStream:
 
     def _receiver_now(self) -> Receiver:
         d = self._directory()
-        if self._receiver is None or self._receiver_dir is not d:
+        keys = self.previous.generation if self.previous is not None else 0
+        if self._receiver is None or self._receiver_dir is not d or self._receiver_keys != keys:
             self._receiver = Receiver(
-                self.secrets, d, self.window, router=self.settings.router, store=self.store
+                self.secrets,
+                d,
+                self.window,
+                router=self.settings.router,
+                previous=self.previous.secrets if self.previous is not None else (),
+                store=self.store,
             )
-            self._receiver_dir = d
+            self._receiver_dir, self._receiver_keys = d, keys
         return self._receiver
+
+    def retire_keys(self) -> list[str]:
+        """Destroy previous encryption keys whose grace period is over (gateway/keyring.py);
+        checked before every batch, so no batch is opened with a key past its grace."""
+        if self.previous is None:
+            return []
+        return self.previous.retire(self._directory(), self.clock())
 
     async def run(self, stop: asyncio.Event) -> None:
         from aiokafka import AIOKafkaConsumer
@@ -133,6 +155,7 @@ class InboundStream:
                 self.connected = True
                 backoff = 1.0
                 while not stop.is_set():
+                    self.retire_keys()
                     batch = await consumer.getmany(
                         timeout_ms=500, max_records=self.settings.inbound.batch
                     )
