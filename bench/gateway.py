@@ -174,7 +174,9 @@ async def run_async(
     prefix = f"bench-gw-{uuid.uuid4().hex[:8]}"
     out: dict[str, Any] = {"messages": messages, "concurrency": concurrency}
     await ensure_topics(
-        conn, [TopicSpec(f"{prefix}.{d}.{c}") for d in ("out", "in") for c in STATIONS]
+        conn,
+        [TopicSpec(f"{prefix}.{d}.{c}") for d in ("out", "in") for c in STATIONS]
+        + [TopicSpec(f"{prefix}.out", 12)],  # the shared ingress topic (issue 12's layout)
     )
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -65,6 +65,7 @@ from bench.topology import (
     ensure_router_topics,
     has_ingress,
     layout,
+    provision_kwargs,
     router_extra,
     station_out,
 )
@@ -160,11 +161,14 @@ class Cluster:
         self.stations = sorted(MEMBER_COUNTRIES)
         self.net: Network | None = None
         self.services: list[Service] = []
+        self.legacy_topics = True
 
     async def setup(self) -> Network:
         t0 = time.perf_counter()
         net = build_network(self.stations, self.tmp / "keys", now_ms=_now_ms())
-        await provision(self.conn, net, self.topics, out_partitions=OUT_PARTITIONS)
+        extra = provision_kwargs()
+        self.legacy_topics = not extra  # the per-station i24.out.<station> topics exist
+        await provision(self.conn, net, self.topics, out_partitions=OUT_PARTITIONS, **extra)
         cfg = self.router_config("topics", legacy=False)
         await ensure_router_topics(self.conn, load_settings(cfg))
         entries = self.tmp / "entries"
@@ -174,7 +178,7 @@ class Cluster:
         self.net = net
         self.say(
             f"  {len(net.secrets)} stations' keys, signed directory, "
-            f"{2 * len(net.secrets) + 1} topics in {time.perf_counter() - t0:.1f}s"
+            f"topics ({layout(not self.legacy_topics)}) in {time.perf_counter() - t0:.1f}s"
         )
         return net
 
@@ -248,7 +252,8 @@ class Cluster:
         rs: Any = load_settings(self.router_config("topics", legacy=False))
         n = int(rs.router.ingress_partitions)  # a field of the code that has the ingress
         parts = [TopicPartition(ingress, p) for p in range(n)]
-        parts += [TopicPartition(legacy, p) for p in range(OUT_PARTITIONS)]
+        if self.legacy_topics:
+            parts += [TopicPartition(legacy, p) for p in range(OUT_PARTITIONS)]
         probe = AIOKafkaConsumer(**self.conn.client_kwargs(), enable_auto_commit=False)
         await probe.start()
         try:

@@ -26,7 +26,13 @@ from prometheus_client import CollectorRegistry
 
 import i24net
 from bench.stats import percentile
-from bench.topology import ensure_router_topics, layout, router_extra, station_out
+from bench.topology import (
+    ensure_router_topics,
+    layout,
+    provision_kwargs,
+    router_extra,
+    station_out,
+)
 from i24net.envelope import Precedence, Recipients
 from i24net.kafka import KafkaConnection
 from i24net.router.app import RouterApp
@@ -154,7 +160,7 @@ async def run(
         topics = Topics(prefix=f"bench-{uuid.uuid4().hex[:8]}.")
         net = build_network(sorted(MEMBER_COUNTRIES), tmp / "keys", now_ms=_now())
         _say("network built; provisioning topics")
-        await provision(conn, net, topics, out_partitions=3)
+        await provision(conn, net, topics, out_partitions=3, **provision_kwargs())
         sc = _Scenario(conn, tmp, net, topics)
         await ensure_router_topics(conn, sc.settings("topics"))
         out["layout"] = layout(legacy=False)

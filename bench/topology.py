@@ -17,6 +17,7 @@ per-station topics too (``legacy``) while the gateways write them.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from i24net.router.settings import RouterSection, Topics
@@ -26,6 +27,15 @@ def has_ingress() -> bool:
     """The code under test has the shared ingress topic (and the switch to stop
     reading the per-station topics)."""
     return hasattr(Topics, "ingress") and "legacy_out_topics" in RouterSection.model_fields
+
+
+def provision_kwargs() -> dict[str, Any]:
+    """``router.testing.provision`` without the per-station topics when the code under
+    test can do without them (after the migration, production has none: their 591
+    partitions would only cost the broker)."""
+    from i24net.router.testing import provision
+
+    return {"legacy": False} if "legacy" in inspect.signature(provision).parameters else {}
 
 
 def station_out(topics: Topics, station: str, message_id: str) -> tuple[str, bytes]:
