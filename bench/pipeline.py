@@ -178,7 +178,7 @@ class Cluster:
         self.net = net
         self.say(
             f"  {len(net.secrets)} stations' keys, signed directory, "
-            f"topics ({layout(not self.legacy_topics)}) in {time.perf_counter() - t0:.1f}s"
+            f"topics ({layout(self.legacy_topics)}) in {time.perf_counter() - t0:.1f}s"
         )
         return net
 
