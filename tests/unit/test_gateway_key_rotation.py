@@ -34,6 +34,7 @@ from i24net.envelope import (
 )
 from i24net.errors import ConfigError, Reason, VerificationError
 from i24net.gateway.keyring import PreviousKeys
+from i24net.gateway.settings import load_settings
 from i24net.keys import StationSecrets, destroy_key_file, save_station
 
 HOUR = 3_600_000
@@ -181,3 +182,21 @@ def test_destroying_overwrites_the_key_before_removing_it(tmp_path: Path) -> Non
     assert not path.exists()
     assert link.read_bytes() == bytes(size)
     destroy_key_file(path)  # idempotent
+
+
+def test_settings_resolve_previous_key_paths_from_the_toml_folder(tmp_path: Path) -> None:
+    toml = tmp_path / "gw.toml"
+    toml.write_text(
+        'station = "JP"\ndata_dir = "data"\n'
+        '[keys]\nsecret = "keys/JP.secret.json"\nroot_public = "keys/gs-root.public.json"\n'
+        'previous = ["keys/old/JP.secret.json", "/abs/JP.secret.json"]\n'
+        "previous_grace_s = 60\n"
+        '[directory]\nentries = "entries"\n[kafka]\nbootstrap = "localhost:9092"\n',
+        encoding="utf-8",
+    )
+    s = load_settings(toml)
+    assert s.keys.previous == [
+        tmp_path.resolve() / "keys" / "old" / "JP.secret.json",
+        Path("/abs/JP.secret.json"),
+    ]
+    assert s.keys.previous_grace_s == 60
