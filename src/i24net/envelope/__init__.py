@@ -17,6 +17,7 @@ raises ``VerificationError(reason, detail)``; nothing returns a bool.
 
 from __future__ import annotations
 
+from i24net.envelope._addressing import addressed, check_addressed
 from i24net.envelope._crypto import (
     LABEL_ATTESTATION,
     LABEL_MESSAGE,
@@ -73,6 +74,8 @@ __all__ = [
     "Router",
     "Sender",
     "SharedKeys",
+    "addressed",
+    "check_addressed",
     "message_digest",
     "new_message_id",
     "open_delivery",

@@ -4,7 +4,9 @@ Why one function: the router decides whom to deliver to, and each recipient
 gateway checks that the signed header addressed it (docs/envelope.md §6
 step 9a). If the two resolved ALL or a region differently, a recipient
 would refuse what the router legitimately delivered (or accept what the
-sender never addressed to it), so both call :func:`addressed`.
+sender never addressed to it), so both are to call :func:`addressed` (the
+router's ``Pipeline.expand`` resolves exactly this way; issue 17 asks it
+to call this function instead of its own copy).
 
 The resolution is only the sender's intent read against the directory:
 ALL is every station in the directory but the sender and the GS; REGION
