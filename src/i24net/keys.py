@@ -285,10 +285,10 @@ def destroy_key_file(path: Path) -> None:
 
 
 def load_public(path: Path) -> StationPublic:
-    """Load a ``*.public.json`` file."""
+    """Load a ``*.public.json`` file; KeyStoreError if a key id is not its key's."""
     data = _read(path, secret=False)
     try:
-        return StationPublic(
+        pub = StationPublic(
             station=str(data["station"]),
             signing_key_id=str(data["signing"]["key_id"]),
             signing_public=_hex(data, "signing", "public", path=path),
@@ -298,6 +298,15 @@ def load_public(path: Path) -> StationPublic:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise KeyStoreError(f"{path}: missing or invalid field") from exc
+    # Recomputed here too, so that the GS never signs a directory record every reader
+    # refuses (i24net.directory.check_key_ids).
+    for kid, public in (
+        (pub.signing_key_id, pub.signing_public),
+        (pub.encryption_key_id, pub.encryption_public),
+    ):
+        if not key_id_matches(kid, pub.station, public):
+            raise KeyStoreError(f"{path}: key id {kid} does not match its public key")
+    return pub
 
 
 def save_root(root: RootSecrets, out: Path) -> tuple[Path, Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -42,6 +43,17 @@ def test_files_are_0600_and_round_trip(tmp_path: Path) -> None:
     assert loaded.public() == s.public() == load_public(public)
     with pytest.raises(KeyStoreError, match="already exists"):
         save_station(s, tmp_path)
+
+
+def test_a_public_file_whose_key_id_is_not_its_keys_is_refused(tmp_path: Path) -> None:
+    """Key ids are recomputed on load, so the GS never signs a record readers refuse."""
+    s = StationSecrets.generate("JP", now_ms=T0)
+    _, public = save_station(s, tmp_path)
+    data = json.loads(public.read_text(encoding="utf-8"))
+    data["encryption"]["key_id"] = s.signing_key_id  # another key's id
+    public.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(KeyStoreError, match="does not match its public key"):
+        load_public(public)
 
 
 def test_group_readable_secret_is_refused(tmp_path: Path) -> None:
