@@ -201,6 +201,30 @@ async def test_malformed_unknown_and_wrong_tokens_are_401(gw: Gateway, settings:
     assert outbox_rows(gw) == 1
 
 
+async def test_two_authorization_headers_are_refused_whichever_comes_first(
+    gw: Gateway, settings: Settings
+) -> None:
+    """Authorization is a single field (RFC 9110): with two, a proxy or log that reads one
+    and the gateway that reads the other disagree on who is asking. Until this test, the
+    gateway used the first and ignored the second (an integrator's token in front of a
+    header a proxy vetted was accepted). Both orders are 401 ``malformed``, nothing sent."""
+    cms = add(settings, "cms", ["send"])["Authorization"]
+    other = add(settings, "other", ["send"])["Authorization"]
+    async with http(gw) as c:
+        for pair in ((cms, other), (cms, "Basic dXNlcjpwYXNz"), ("Bearer junk", cms), (cms, cms)):
+            before = failures(gw, "malformed")
+            headers = httpx.Headers([("Authorization", pair[0]), ("Authorization", pair[1])])
+            r = await c.post("/v1/messages", json=MESSAGE, headers=headers)
+            refused(r, 401, "unauthenticated")
+            assert failures(gw, "malformed") == before + 1
+        # the scheme is case-insensitive (RFC 9110 11.1) and spaces around the token are
+        # not part of it
+        for header in (cms.replace("Bearer", "bearer"), cms.replace(" ", "   ")):
+            r = await c.post("/v1/messages", json=MESSAGE, headers={"Authorization": header})
+            assert r.status_code == 202, r.text
+    assert outbox_rows(gw) == 2
+
+
 async def test_expired_token_is_401(gw: Gateway, settings: Settings, clock: FixedClock) -> None:
     headers = add(settings, "short-lived", ["status:read"], expires_s=60, clock=clock)
     async with http(gw, headers) as c:

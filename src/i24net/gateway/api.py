@@ -148,11 +148,13 @@ class Authenticate:
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        authorization: str | None = None
-        for k, v in scope.get("headers", []):
-            if k == b"authorization":
-                authorization = v.decode("latin-1")
-                break
+        given = [v for k, v in scope.get("headers", []) if k == b"authorization"]
+        # Authorization is one field (RFC 9110): with two, whatever reads one of them (a
+        # proxy, a log) and this gateway could disagree on who is asking
+        if len(given) > 1:
+            await self._refuse(AuthFailure.MALFORMED, scope, receive, send)
+            return
+        authorization = given[0].decode("latin-1") if given else None
         cert = (scope.get("extensions") or {}).get(PEER_CERT_KEY)
         auth = self.gw.auth
         try:
