@@ -115,7 +115,8 @@ async def world(
     (tmp_path / "entries").mkdir()
     for code, e in w.directory.sign(root, STORE).items():
         (tmp_path / "entries" / f"{code}.entry").write_bytes(e)
-    specs = [TopicSpec(f"{w.prefix}.{d}.{c}") for d in ("out", "in") for c in STATIONS]
+    # the shared ingress topic the gateways write, and each station's in topic
+    specs = [TopicSpec(f"{w.prefix}.out", 3)] + [TopicSpec(f"{w.prefix}.in.{c}") for c in STATIONS]
     specs.append(TopicSpec(w.topic, 3, config={"cleanup.policy": "compact"}))
     await ensure_topics(kafka_conn, specs)
     await produce(kafka_conn, w.topic, w.directory.entries)  # what the GS published

@@ -33,8 +33,8 @@ from i24net.envelope import (
     Language,
     Precedence,
     Recipients,
-    RecipientsMode,
     Router,
+    addressed,
     new_message_id,
 )
 from i24net.errors import CodecError, I24Error, Reason, VerificationError
@@ -44,7 +44,6 @@ from i24net.replay import ReplayWindow
 from i24net.router.metrics import RouterMetrics
 from i24net.router.settings import Topics
 from i24net.schemas import KIND_SCHEMAS, SchemaStore
-from i24net.stations import GS
 
 log = logging.getLogger(__name__)
 
@@ -285,23 +284,11 @@ class Pipeline:
         (the policy's ``suspended_recipients = "deliver"`` keeps suspended
         stations that still have a usable key); nothing else removes a station.
         """
-        r = h.recipients
-        if r.mode is RecipientsMode.STATIONS:
-            wanted = list(r.stations)
-        elif r.mode is RecipientsMode.ALL:
-            wanted = [s.station for s in self.directory if s.station not in (h.sender, GS)]
-        else:
-            wanted = [
-                s.station for s in self.directory if s.region == r.region and s.station != h.sender
-            ]
-        excluded = set(h.excluded)
         now = self.clock()
         ok: list[str] = []
         bad: dict[str, str] = {}
         keep_suspended = self.engine.policy.suspended_recipients == "deliver"
-        for st in wanted:
-            if st in excluded:
-                continue
+        for st in addressed(h, self.directory):  # the recipients' own resolution
             if st not in self.directory:
                 bad[st] = Reason.UNKNOWN_RECIPIENT.value
                 continue
