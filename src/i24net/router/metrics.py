@@ -92,7 +92,8 @@ class RouterMetrics:
             ),
             verification_failures=Counter(
                 "i24net_router_verification_failures_total",
-                "Envelopes that failed verification, by reason and the topic's station",
+                "Envelopes that failed verification, by reason and claimed station (the "
+                "topic's station; on i24.out the sender hint if in the directory, else unknown)",
                 ["reason", "station"],
                 registry=r,
             ),
