@@ -146,6 +146,78 @@ async def test_a_certificate_from_another_ca_fails_the_handshake(gw: Gateway, pk
     )
 
 
+async def test_an_expired_client_certificate_from_the_right_ca_fails_the_handshake(
+    gw: Gateway, pki: Pki, tmp_path: Path
+) -> None:
+    """The gateway's own CA, the bound CN, but past its validity: refused by TLS."""
+    import datetime as dt
+
+    # the fixture keeps no CA key: a second gateway trusts the fixture's CA and one of ours
+    ca = create_ca(now=dt.datetime.now(dt.UTC) - dt.timedelta(days=400))
+    (tmp_path / "ca.pem").write_bytes(pki.ca_file.read_bytes() + ca.cert_pem)
+    old = issue_certificate(
+        ca,
+        "border-ws-1",
+        dns_names=(),
+        ip_addresses=(),
+        valid_days=30,
+        now=dt.datetime.now(dt.UTC) - dt.timedelta(days=60),
+    )
+    expired = write(tmp_path, "expired", old)
+    fresh = write(
+        tmp_path, "fresh", issue_certificate(ca, "border-ws-1", dns_names=(), ip_addresses=())
+    )
+    settings = gw.settings.model_copy(
+        update={
+            "data_dir": tmp_path / "gw2",
+            "api": gw.settings.api.model_copy(
+                update={
+                    "port": 0,
+                    "tls": gw.settings.api.tls.model_copy(  # type: ignore[union-attr]
+                        update={"client_ca_file": tmp_path / "ca.pem"}
+                    ),
+                }
+            ),
+        }
+    )
+    create_integrator(
+        settings.integrators_path, "border", ["status:read"], token=False, cert_cn="border-ws-1"
+    )
+    async with Gateway(settings, store=STORE) as g2:
+        async with client(g2, pki, fresh) as c:  # the same CA, in its validity: served
+            assert (await c.summary())["station"] == "FR"
+        async with client(g2, pki, expired) as c:
+            with pytest.raises(ServiceError):
+                await c.summary()
+
+
+async def test_the_cli_binds_an_integrator_to_a_certificate_file(
+    gw: Gateway, pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--cert-file`` stores the fingerprint the TLS layer computes (a new user has no
+    fingerprint at hand: the docs' ``5f:3a:...:9c`` only told them one was needed)."""
+    from i24net.cli import main as cli
+
+    s = gw.settings
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'station = "{s.station}"\ndata_dir = "{s.data_dir}"\n'
+        f'[keys]\nsecret = "{s.keys.secret}"\nroot_public = "{s.keys.root_public}"\n'
+        f'[directory]\nentries = "{s.directory.entries}"\n'
+        f'[kafka]\nbootstrap = "{s.kafka.bootstrap}"\n'
+    )
+    base = ["gateway", "integrators", "add", "--config", str(config), "--scope", "status:read"]
+    assert cli([*base, "ws", "--no-token", "--cert-file", str(pki.border.cert)]) == 0
+    async with client(gw, pki, pki.border) as c:
+        assert (await c.summary())["station"] == "FR"
+    async with client(gw, pki, pki.server) as c:  # another certificate of the same CA
+        with pytest.raises(IntakeRefusedError):
+            await c.summary()
+    capsys.readouterr()
+    assert cli([*base, "bad", "--no-token", "--cert-sha256", "5f:3a:9c"]) == 2
+    assert "openssl x509" in capsys.readouterr().err
+
+
 async def test_bearer_token_over_tls_from_a_private_token_file(
     gw: Gateway, pki: Pki, tmp_path: Path
 ) -> None:

@@ -10,6 +10,8 @@ request on.
         --token-file /etc/i24net/border.token
     i24net gateway integrators add analyst --config gw.toml --scope inbox:read \\
         --cert-cn analyst-ws-1 --no-token
+    i24net gateway integrators add ops --config gw.toml --scope operator \\
+        --cert-file ops-ws.pem --token-file ops.token
     i24net gateway integrators list --config gw.toml
     i24net gateway integrators renew border-control --config gw.toml --token-file new.token
     i24net gateway integrators revoke border-control --config gw.toml
@@ -80,7 +82,17 @@ def register(sub: Any) -> None:
     )
     exp.add_argument("--no-expiry", action="store_true", help="never expires (think twice)")
     add.add_argument("--cert-cn", help="bind to client certificates with this subject CN")
-    add.add_argument("--cert-sha256", help="bind to the client certificate with this fingerprint")
+    cert = add.add_mutually_exclusive_group()
+    cert.add_argument(
+        "--cert-sha256",
+        help="bind to the one client certificate with this SHA-256 fingerprint (of its DER: "
+        "`openssl x509 -in CERT.pem -noout -fingerprint -sha256`)",
+    )
+    cert.add_argument(
+        "--cert-file",
+        type=Path,
+        help="bind to the one client certificate in this PEM file (its SHA-256 is stored)",
+    )
     add.add_argument(
         "--no-token", action="store_true", help="no bearer token: the certificate alone"
     )
@@ -145,12 +157,26 @@ def _add(args: argparse.Namespace) -> int:
         expires_s=None if args.no_expiry else parse_duration(args.expires),
         token=not args.no_token,
         cert_cn=args.cert_cn,
-        cert_sha256=args.cert_sha256,
+        cert_sha256=_fingerprint(args.cert_file) if args.cert_file else args.cert_sha256,
         rate_per_s=args.rate,
         burst=args.burst,
     )
     print(f"integrator {args.name} added", file=sys.stderr)
     return _show_token(token, args.token_file)
+
+
+def _fingerprint(path: Path) -> str:
+    """The SHA-256 of the (first) certificate in a PEM file, as the TLS layer computes it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from i24net.gateway.tls import peer_cert
+
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--cert-file {path}: not a PEM certificate ({exc})") from exc
+    return peer_cert(cert.public_bytes(Encoding.DER)).sha256
 
 
 def _renew(args: argparse.Namespace) -> int:

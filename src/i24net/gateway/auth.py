@@ -349,7 +349,11 @@ def create_integrator(
     if cert_sha256 is not None:
         cert_sha256 = cert_sha256.replace(":", "").lower()
         if not _FINGERPRINT.match(cert_sha256):
-            raise ConfigError("cert_sha256: 64 hex digits (colons allowed)")
+            raise ConfigError(
+                "cert_sha256: 64 hex digits (colons allowed), the SHA-256 of the certificate "
+                "in DER (`openssl x509 -in CERT.pem -noout -fingerprint -sha256`); or give "
+                "the certificate itself with --cert-file CERT.pem"
+            )
     if not token and cert_cn is None and cert_sha256 is None:
         raise ConfigError(f"integrator {name}: without a token it needs a certificate binding")
     if rate_per_s is not None and rate_per_s <= 0:
