@@ -583,6 +583,56 @@ def test_cli_writes_the_report_and_refuses_a_broken_chain(
     assert "--from '2026-13-01': expected a date" in capsys.readouterr().err
 
 
+def test_audit_verify_and_the_report_read_the_same_source_and_recorded_heads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both commands take the topic and the recorded heads from the same options
+    (``i24net.cli.audit``): the router's topic name from ``--config``, a removed tail
+    refused against ``--expect``, a malformed ``--expect`` a usage error."""
+    import i24net.report as report_pkg
+    from i24net.router.testing import settings_toml
+
+    records = corpus().records
+    read: list[str] = []
+
+    async def fake_read(conn: object, topic: str) -> list[RawRecord]:
+        read.append(topic)
+        return [r for r in records if r is not tail]
+
+    monkeypatch.setattr(report_pkg, "read_audit", fake_read)
+    r = build_report(records, STORE, MARCH_APRIL, NOW)
+    length, head = next((n, h) for c, n, h in r.audit.chains if c == "router/a")
+    tail = [x for x in records if x.key == b"router/a"][-1]
+    expect = ["--expect", f"router/a={length}:{head}"]
+    cfg = tmp_path / "router.toml"
+    cfg.write_text(
+        settings_toml(
+            instance="a",
+            bootstrap="127.0.0.1:9",
+            prefix="p.",
+            keys_dir=tmp_path / "keys",
+            state_dir=tmp_path / "state",
+            policy=tmp_path / "policy.toml",
+        ),
+        encoding="utf-8",
+    )
+    verify = ["audit", "verify", "--config", str(cfg)]
+    transparency = ["report", "transparency", "--from", "2026-03-01", "--to", "2026-04-30"]
+    out = tmp_path / "r.json"
+    assert main([*verify]) == 0  # without the recorded head the shorter chain passes
+    assert "OK: chain intact" in capsys.readouterr().out
+    assert main([*verify, *expect]) == 1
+    assert "TRUNCATED" in capsys.readouterr().out
+    assert main([*transparency, "--config", str(cfg), *expect, "--out", str(out)]) == 2
+    assert "TRUNCATED" in capsys.readouterr().err and not out.exists()
+    assert read == ["p.i24.audit"] * 3
+    for command in (verify, [*transparency, "--bootstrap", "x:1"]):
+        assert main([*command, "--expect", "router/a=three:00"]) == 2
+        assert "expected CHAIN=LENGTH:HEXHASH" in capsys.readouterr().err
+        assert main([*command[:-2]]) == 2  # neither --config nor --bootstrap
+        assert "give --config or --bootstrap" in capsys.readouterr().err
+
+
 class FakeService:
     """What console_report uses of the router's ReviewService."""
 

@@ -1,4 +1,10 @@
-"""``i24net audit verify``: walk ``i24.audit`` and report every edit, gap or reordering."""
+"""``i24net audit verify``: walk ``i24.audit`` and report every edit, gap or reordering.
+
+Where the audit topic is (``--config``/``--bootstrap``/``--topic``) and which chain heads
+were recorded earlier (``--expect``) are read here for every command that reads the
+chain (``i24net report transparency`` too), so that both read the same topic the same
+way and refuse the same removed tail.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,12 @@ import argparse
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from i24net.errors import ConfigError
+
+if TYPE_CHECKING:
+    from i24net.kafka import KafkaConnection
 
 
 def register(sub: Any) -> None:
@@ -18,43 +27,64 @@ def register(sub: Any) -> None:
         "verify",
         help="walk the topic; exit 1 on any edit, gap, reordering, duplicate or truncation",
     )
-    v.add_argument("--config", type=Path, help="router.toml (Kafka connection and topic prefix)")
-    v.add_argument("--bootstrap", help="host:port (instead of --config)")
-    v.add_argument("--topic", help="topic name (default: i24.audit with the config's prefix)")
-    v.add_argument(
-        "--expect",
-        action="append",
-        default=[],
-        metavar="CHAIN=LENGTH:HASH",
-        help="a chain's length and head hash recorded earlier (detects a removed tail)",
-    )
+    add_audit_source(v, expect_help="detects a removed tail")
     v.add_argument("--json", action="store_true", help="machine-readable report")
     v.set_defaults(func=_verify)
 
 
-def _verify(args: argparse.Namespace) -> int:
+def add_audit_source(p: argparse.ArgumentParser, *, expect_help: str) -> None:
+    """``--config``/``--bootstrap``/``--topic`` and ``--expect`` (read by :func:`audit_source`
+    and :func:`parse_expect`); ``expect_help`` says what a recorded head is for there."""
+    p.add_argument("--config", type=Path, help="router.toml (Kafka connection and topic prefix)")
+    p.add_argument("--bootstrap", help="host:port (instead of --config)")
+    p.add_argument("--topic", help="topic name (default: i24.audit with the config's prefix)")
+    p.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="CHAIN=LENGTH:HASH",
+        help=f"a chain's length and head hash recorded earlier ({expect_help})",
+    )
+
+
+def audit_source(args: argparse.Namespace, client_id: str) -> tuple[KafkaConnection, str]:
+    """The connection and the audit topic: the router's (``--config``, its prefix and
+    security) or a plain broker's (``--bootstrap``); ``--topic`` overrides the name."""
     from i24net.kafka import KafkaConnection
 
     if args.config:
         from i24net.router.settings import load_settings
 
         s = load_settings(args.config)
-        conn = s.kafka.connection("i24net-audit")
-        topic = args.topic or s.topics.audit
-    elif args.bootstrap:
-        conn = KafkaConnection(bootstrap=args.bootstrap, client_id="i24net-audit")
-        topic = args.topic or "i24.audit"
-    else:
-        raise ConfigError("give --config or --bootstrap")
-    expect: dict[str, tuple[int, bytes]] = {}
-    for e in args.expect:
+        return s.kafka.connection(client_id), args.topic or s.topics.audit
+    if args.bootstrap:
+        conn = KafkaConnection(bootstrap=args.bootstrap, client_id=client_id)
+        return conn, args.topic or "i24.audit"
+    raise ConfigError("give --config or --bootstrap")
+
+
+def parse_expect(values: list[str]) -> dict[str, tuple[int, bytes]]:
+    """``--expect CHAIN=LENGTH:HEXHASH`` values: chain -> (length, head hash)."""
+    out: dict[str, tuple[int, bytes]] = {}
+    for e in values:
         try:
             chain, rest = e.split("=", 1)
             n, h = rest.split(":", 1)
-            expect[chain] = (int(n), bytes.fromhex(h))
+            out[chain] = (int(n), bytes.fromhex(h))
         except ValueError as exc:
             raise ConfigError(f"--expect {e!r}: expected CHAIN=LENGTH:HEXHASH") from exc
-    report = asyncio.run(_run(conn, topic, expect))
+    return out
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from i24net.audit import verify_chain
+    from i24net.report import read_audit
+    from i24net.schemas import SchemaStore
+
+    conn, topic = audit_source(args, "i24net-audit")
+    expect = parse_expect(args.expect)
+    records = asyncio.run(read_audit(conn, topic))
+    report = verify_chain(records, SchemaStore.default(), expect=expect)
     if args.json:
         print(
             json.dumps(
@@ -87,20 +117,3 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"  {p}")
         print("OK: chain intact" if report.ok else f"FAILED: {len(report.problems)} problem(s)")
     return 0 if report.ok else 1
-
-
-async def _run(conn: Any, topic: str, expect: dict[str, tuple[int, bytes]]) -> Any:
-    from aiokafka import AIOKafkaConsumer
-
-    from i24net.audit import read_records, verify_chain
-    from i24net.schemas import SchemaStore
-
-    c = AIOKafkaConsumer(
-        **conn.client_kwargs(), enable_auto_commit=False, isolation_level="read_committed"
-    )
-    await c.start()
-    try:
-        records = [r async for r in read_records(c, topic=topic)]
-    finally:
-        await c.stop()
-    return verify_chain(records, SchemaStore.default(), expect=expect)

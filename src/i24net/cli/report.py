@@ -1,6 +1,7 @@
 """``i24net report transparency``: the public transparency report from ``i24.audit``.
 
-The whole topic is read and verified first (as ``i24net audit verify`` does);
+The whole topic is read and verified first (as ``i24net audit verify`` does, with its
+options for where the topic is: :func:`i24net.cli.audit.add_audit_source`);
 a broken chain is an error (exit 2) and no file is written.
 """
 
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from i24net.cli.audit import add_audit_source, audit_source, parse_expect
 from i24net.errors import ConfigError
 
 
@@ -28,16 +30,7 @@ def register(sub: Any) -> None:
     t.add_argument("--to", dest="last", required=True, metavar="DATE", help="YYYY-MM-DD, included")
     t.add_argument("--format", choices=("html", "csv", "json"), default="html")
     t.add_argument("--out", type=Path, help="write here (default: standard output)")
-    t.add_argument("--config", type=Path, help="router.toml (Kafka connection and topic prefix)")
-    t.add_argument("--bootstrap", help="host:port (instead of --config)")
-    t.add_argument("--topic", help="topic name (default: i24.audit with the config's prefix)")
-    t.add_argument(
-        "--expect",
-        action="append",
-        default=[],
-        metavar="CHAIN=LENGTH:HASH",
-        help="a chain's length and head hash recorded earlier (a removed tail is refused)",
-    )
+    add_audit_source(t, expect_help="a removed tail is refused")
     t.set_defaults(func=_transparency)
 
 
@@ -48,21 +41,8 @@ def _date(value: str, flag: str) -> dt.date:
         raise ConfigError(f"{flag} {value!r}: expected a date YYYY-MM-DD") from None
 
 
-def _expect(values: list[str]) -> dict[str, tuple[int, bytes]]:
-    out: dict[str, tuple[int, bytes]] = {}
-    for e in values:
-        try:
-            chain, rest = e.split("=", 1)
-            n, h = rest.split(":", 1)
-            out[chain] = (int(n), bytes.fromhex(h))
-        except ValueError as exc:
-            raise ConfigError(f"--expect {e!r}: expected CHAIN=LENGTH:HEXHASH") from exc
-    return out
-
-
 def _transparency(args: argparse.Namespace) -> int:
     from i24net.clock import system_clock
-    from i24net.kafka import KafkaConnection
     from i24net.report import Period, build_report, read_audit, render_csv, render_html, render_json
     from i24net.schemas import SchemaStore
 
@@ -71,18 +51,8 @@ def _transparency(args: argparse.Namespace) -> int:
         period = Period(first, last)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if args.config:
-        from i24net.router.settings import load_settings
-
-        s = load_settings(args.config)
-        conn = s.kafka.connection("i24net-report")
-        topic = args.topic or s.topics.audit
-    elif args.bootstrap:
-        conn = KafkaConnection(bootstrap=args.bootstrap, client_id="i24net-report")
-        topic = args.topic or "i24.audit"
-    else:
-        raise ConfigError("give --config or --bootstrap")
-    expect = _expect(args.expect)
+    conn, topic = audit_source(args, "i24net-report")
+    expect = parse_expect(args.expect)
     records = asyncio.run(read_audit(conn, topic))
     report = build_report(records, SchemaStore.default(), period, system_clock(), expect=expect)
     render = {"html": render_html, "csv": render_csv, "json": render_json}[args.format]
