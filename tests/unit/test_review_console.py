@@ -18,11 +18,13 @@ right-to-left, and every console string in every catalogue.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import re
 import stat
 import sys
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,6 +202,104 @@ async def test_each_failure_of_a_name_doubles_the_delay_and_success_resets_it(
     metric = "i24net_review_console_signins_total"
     assert reg.get_sample_value(metric, {"outcome": "failed"}) == 5
     assert reg.get_sample_value(metric, {"outcome": "ok"}) == 1
+
+
+async def _until(check: Any, what: str, seconds: float = 10.0) -> None:
+    """Wait for a state, with a deadline (no sleeping in the hope of it)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+def _browser_from(desk: Desk, host: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=desk.http, client=(host, 40000)),
+        base_url="http://review.test",
+    )
+
+
+async def test_parallel_guesses_at_one_name_are_not_verified_in_parallel(
+    desk: Desk,
+) -> None:
+    """The delay must slow guessing: without a bound, 20 guesses sent at once were all
+    verified at once (and all answered after the same delay), so the doubling slowed
+    nothing but each answer. While one guess of a name from a peer is being answered, the
+    next from the same peer is 429 at once, with no argon2 verification; the reviewer
+    herself, from her own address, still signs in (no lock-out by a guesser)."""
+    gate = asyncio.Event()
+    verified: list[str] = []
+    check = desk.console.reviewers.check
+
+    def counting(name: str, password: str) -> Any:
+        verified.append(name)
+        return check(name, password)
+
+    async def held(s: float) -> None:
+        desk.slept.append(s)
+        await gate.wait()
+
+    desk.console.reviewers.check = counting  # type: ignore[method-assign]
+    desk.console.sleep = held
+    guess = {"name": "reviewer.alice", "password": "guess-0000"}
+    async with _browser_from(desk, "192.0.2.66") as attacker:
+        first = asyncio.create_task(attacker.post("/console/signin", data=guess))
+        await _until(lambda: desk.slept, "the first guess to be delayed")
+        try:  # unbounded, every guess is verified and then held by the gate
+            rs = await asyncio.wait_for(
+                asyncio.gather(*(attacker.post("/console/signin", data=guess) for _ in range(20))),
+                30,
+            )
+        except TimeoutError:
+            gate.set()
+            await first
+            raise AssertionError(f"{len(verified)} parallel guesses were verified") from None
+        assert {r.status_code for r in rs} == {429}
+        assert all(int(r.headers["retry-after"]) >= 1 for r in rs)
+        assert verified == ["reviewer.alice"] and desk.slept == [1.0]
+        async with _browser_from(desk, "198.51.100.7") as alice:
+            await sign_in(alice, "reviewer.alice", ALICE_PW)
+        gate.set()
+        assert (await first).status_code == 401
+        r = await attacker.post("/console/signin", data=guess)  # answered: the next may come
+        assert r.status_code == 401
+
+
+async def test_sign_ins_waiting_for_a_password_check_are_bounded(desk: Desk) -> None:
+    """argon2 costs ~170 ms of CPU and 64 MiB per check, in the router's process: a flood
+    of sign-ins (other names, other peers) must not queue without bound behind the
+    checks. Past the bound the answer is 503 at once, with no check made."""
+    from i24net.router.console import MAX_SIGNINS_WAITING
+
+    release = threading.Event()
+    started: list[str] = []
+
+    def blocked(name: str, password: str) -> Any:
+        started.append(name)
+        release.wait(30)
+        return None
+
+    desk.console.reviewers.check = blocked  # type: ignore[method-assign]
+    n = MAX_SIGNINS_WAITING
+    async with desk.browser() as b:
+        tasks = [
+            asyncio.create_task(
+                b.post("/console/signin", data={"name": f"guess{i}", "password": "x" * 12})
+            )
+            for i in range(n)
+        ]
+        try:
+            await _until(lambda: desk.console.signins_waiting == n, "the checks to queue")
+            r = await asyncio.wait_for(  # unbounded, it waits behind the blocked checks
+                b.post("/console/signin", data={"name": "one.more", "password": "x" * 12}), 10
+            )
+            assert r.status_code == 503 and "one.more" not in started
+            assert r.headers["retry-after"] == "5"
+            assert len(started) <= desk.console.verify_slots
+        finally:
+            release.set()
+        assert {t.status_code for t in await asyncio.gather(*tasks)} == {401}
+    assert desk.console.signins_waiting == 0
 
 
 async def test_a_reviewer_may_sign_in_with_their_bearer_token(

@@ -52,6 +52,13 @@ __all__ = ["COOKIE", "Console", "console_router"]
 HERE = Path(__file__).parent
 COOKIE = "i24_console"
 MAX_FORM_FIELD = 4000
+VERIFY_SLOTS = 2
+"""Password checks run at once. An argon2id check costs ~170 ms of CPU over 4 lanes and
+64 MiB, in the router's process: more at once would take the routing's CPU."""
+MAX_SIGNINS_WAITING = 16
+"""Sign-ins waiting for (or in) a password check; past it, 503 at once with no check: a
+flood of sign-ins must not queue without bound (memory, and everyone's wait) behind
+the checks."""
 FLASHES = {
     "approved": "The message was approved and delivered.",
     "delivered": "The message was approved and delivered.",
@@ -184,6 +191,7 @@ TITLES = {
     404: "Not found",
     409: "Already decided",
     422: "Check the form",
+    429: "Too many attempts",
     503: "Unavailable",
 }
 FILTER_LABELS = {"kind": "Kind", "sender": "Sender", "rule": "Rule", "lang": "Language"}
@@ -198,6 +206,8 @@ CONFLICTS = {
     "busy": "Another reviewer is deciding this message, or it has a pending proposal.",
     "decided": "This message has already been decided.",
 }
+SIGNIN_PENDING = "A sign-in with this name from here is still being answered. Wait, then retry."
+SIGNIN_BUSY = "Too many sign-ins are being checked. Retry in a few seconds."
 UNITS = ("d", "h", "min", "Error")
 REPORT_UNVERIFIED = "The audit chain failed verification: no report is made from it."
 REPORT_CSP = (
@@ -241,6 +251,11 @@ class Console:
             )
         self.sessions = Sessions(svc.now, rs.session_ttl_ms)
         self.throttle = Throttle(rs.signin_delay_ms)
+        self.verify_slots = VERIFY_SLOTS
+        self._verify = asyncio.Semaphore(VERIFY_SLOTS)
+        self.signins_waiting = 0
+        self._answering: set[tuple[str, str]] = set()
+        """(name, peer) of the sign-ins being checked or delayed: one at a time each."""
         self.signins = signin_counter(svc.app.registry)
         self.sleep = sleep
         self.audit_source = audit_source or self._read_audit
@@ -326,16 +341,47 @@ class Console:
         name = str(form.get("name") or "").strip()[:200]
         password = str(form.get("password") or "")[:1000]
         lang = self.lang_of(request, None)
+        # One answer at a time per name and peer: the delay of a failure only slows
+        # guessing if the next guess waits for it (20 guesses sent at once would all be
+        # checked at once). Per peer, so that a guesser elsewhere does not lock the
+        # reviewer out of her own name.
+        key = (name, request.client.host if request.client else "")
+        if key in self._answering:
+            self.signins.labels("refused").inc()
+            return self._busy(lang, 429, SIGNIN_PENDING, max(1, self.throttle.delay_s(name)))
+        if self.signins_waiting >= MAX_SIGNINS_WAITING:
+            self.signins.labels("refused").inc()
+            log.warning(
+                "console sign-in refused: %d sign-ins wait for a check", MAX_SIGNINS_WAITING
+            )
+            return self._busy(lang, 503, SIGNIN_BUSY, 5)
+        self._answering.add(key)
+        try:
+            return await self._sign_in(name, password, lang)
+        finally:
+            self._answering.discard(key)
+
+    def _busy(self, lang: str, status: int, message: str, retry_s: int) -> Response:
+        resp = self.error(status, message, lang, None)
+        resp.headers["Retry-After"] = str(retry_s)
+        return resp
+
+    async def _sign_in(self, name: str, password: str, lang: str) -> Response:
         who: str | None = None
         language: str | None = None
         if name and password:
-            r = await asyncio.to_thread(self.reviewers.check, name, password)
-            if r is not None:
-                who, language = r.identity, r.language
+            t = self.svc.token_identity(password)
+            if t is not None and t == name:
+                who = t
             else:
-                t = self.svc.token_identity(password)
-                if t is not None and t == name:
-                    who = t
+                self.signins_waiting += 1
+                try:
+                    async with self._verify:
+                        r = await asyncio.to_thread(self.reviewers.check, name, password)
+                finally:
+                    self.signins_waiting -= 1
+                if r is not None:
+                    who, language = r.identity, r.language
         if who is None:
             self.signins.labels("failed").inc()
             delay_ms = self.throttle.failed(name)
@@ -510,11 +556,13 @@ def signin_counter(registry: CollectorRegistry) -> Counter:
     ``failed`` is someone guessing passwords (each failure is also slowed and logged)."""
     c = Counter(
         "i24net_review_console_signins_total",
-        "Review console sign-in attempts, by outcome (ok, failed)",
+        "Review console sign-in attempts, by outcome (ok, failed; refused: answered 429 or"
+        " 503 with no password check, another from the same name and peer still being"
+        " answered, or too many checks waiting)",
         ["outcome"],
         registry=registry,
     )
-    for outcome in ("ok", "failed"):
+    for outcome in ("ok", "failed", "refused"):
         c.labels(outcome)
     return c
 
@@ -556,7 +604,7 @@ def ui_strings() -> set[str]:
     for table in tables:
         found.update(table.values())
     found.update(UNITS)
-    found.add(REPORT_UNVERIFIED)
+    found.update((REPORT_UNVERIFIED, SIGNIN_PENDING, SIGNIN_BUSY))
     return found
 
 

@@ -202,5 +202,10 @@ class Throttle:
         self.total_failures += 1
         return int(min(MAX_DELAY_MS, self.base_ms * (1 << min(n - 1, 16))))
 
+    def delay_s(self, name: str) -> int:
+        """The delay (whole seconds, rounded up) the next failure of ``name`` would get."""
+        n = self.failures.get(name, 0)
+        return -(-min(MAX_DELAY_MS, self.base_ms * (1 << min(n, 16))) // 1000)
+
     def succeeded(self, name: str) -> None:
         self.failures.pop(name, None)
