@@ -342,6 +342,28 @@ async def test_the_proxy_header_names_the_reviewer_who_is_audited(
     assert d.audit[-1].actor == "reviewer.bob"
 
 
+@pytest.mark.parametrize("peer", ["192.0.2.10", "10.1.2.3", "::ffff:192.0.2.10"])
+async def test_the_proxy_header_from_another_machine_is_no_identity(
+    world: World, peer: str
+) -> None:
+    """``[http]`` also serves /metrics, so it is often bound where Prometheus can reach it:
+    anyone there could name themselves (and a second "reviewer" to confirm their own
+    refusal) with the header. It is an identity only from this machine's own proxy."""
+    mid = world.hold()
+    http = FastAPI()
+    http.include_router(review_router(world.svc))
+    transport = httpx.ASGITransport(app=http, client=(peer, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://review") as c:
+        assert (await c.get("/review/held", headers=AS_BOB)).status_code == 401
+        r = await c.post(f"/review/held/{mid}/approve", json={"explanation": "ok"}, headers=AS_BOB)
+        assert r.status_code == 401 and "tokens_file" in r.text
+    assert set(world.svc.held) == {mid} and world.app.executed == []
+    for local in ("127.0.0.1", "::1"):
+        transport = httpx.ASGITransport(app=http, client=(local, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://review") as c:
+            assert (await c.get("/review/held", headers=AS_BOB)).status_code == 200
+
+
 @pytest.mark.parametrize(
     "headers",
     [

@@ -30,9 +30,11 @@ its principal may (a development broker).
 Reviewer identity for the JSON API: with ``[review] tokens_file`` each request
 carries ``Authorization: Bearer <token>``, and the file maps BLAKE2b-256(token)
 hex to the reviewer's identity; without it, the identity is taken from the
-``X-I24-Reviewer`` header set by an authenticating reverse proxy (bind the API
-to loopback then). The web console (``router/console``) signs reviewers in
-with a password or a token and keeps a session.
+``X-I24-Reviewer`` header set by an authenticating reverse proxy, and only when
+the request comes from this machine (loopback): ``[http]`` also serves /metrics
+and may be reachable from elsewhere, where anyone could send the header. The web
+console (``router/console``) signs reviewers in with a password or a token and
+keeps a session.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import ipaddress
 import json
 import logging
 import re
@@ -50,7 +53,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from i24net.audit import Action, Entry, digest, encode_reason
@@ -837,7 +840,12 @@ class ReviewService:
             return None
         return self.tokens.get(hashlib.blake2b(token.encode(), digest_size=32).hexdigest())
 
-    def identify(self, authorization: str | None, proxy_user: str | None) -> str:
+    def identify(self, authorization: str | None, proxy_user: str | None, peer: str | None) -> str:
+        """The reviewer a request speaks for: its bearer token's (with ``tokens_file``), or
+        the ``X-I24-Reviewer`` header of a proxy **on this machine** (``peer`` loopback).
+        ``[http]`` also serves /metrics and is often bound where Prometheus reaches it: from
+        there anyone could send the header, name themselves and confirm their own refusal
+        under a second name."""
         if self.tokens is not None:
             if not authorization or not authorization.startswith("Bearer "):
                 raise HTTPException(401, "Authorization: Bearer <token> required")
@@ -847,7 +855,25 @@ class ReviewService:
             return who
         if not proxy_user:
             raise HTTPException(401, "X-I24-Reviewer header required (set by the proxy)")
+        if not _loopback(peer):
+            raise HTTPException(
+                401,
+                "X-I24-Reviewer is an identity only from a proxy on this machine; "
+                "from elsewhere, configure [review] tokens_file and send a bearer token",
+            )
         return proxy_user
+
+
+def _loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
 
 
 def _held_ms(h: Held) -> int:
@@ -938,10 +964,12 @@ def review_router(svc: ReviewService, console: Console | None = None) -> APIRout
     r = APIRouter()
 
     def reviewer(
+        request: Request,
         authorization: Annotated[str | None, Header()] = None,
         x_i24_reviewer: Annotated[str | None, Header()] = None,
     ) -> str:
-        return svc.identify(authorization, x_i24_reviewer)
+        peer = request.client.host if request.client else None
+        return svc.identify(authorization, x_i24_reviewer, peer)
 
     # Not an Annotated alias: with postponed annotations FastAPI resolves names in the
     # module's globals, and a local alias would silently turn into a query parameter.
