@@ -692,3 +692,25 @@ def test_the_cli_adds_a_reviewer_from_a_password_file(tmp_path: Path) -> None:
     pw.write_text("short\n")
     assert main([*argv, "--password-file", str(pw)]) != 0  # too short: refused
     assert Reviewers.load(f).check("reviewer.alice", ALICE_PW) is not None
+
+
+def test_the_cli_takes_a_password_piped_on_standard_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``echo PW | i24net review reviewers add ...`` (a script, a secrets manager) ended in
+    a traceback: ``getpass`` found no terminal and the confirmation hit end of input. A
+    password on standard input is read once; an empty one is a clear error."""
+    import io
+
+    from i24net.cli import main
+
+    f = tmp_path / "reviewers.toml"
+    argv = ["review", "reviewers", "add", "reviewer.alice", "--file", str(f)]
+    monkeypatch.setattr(sys, "stdin", io.StringIO(ALICE_PW + "\n"))
+    assert main(argv) == 0
+    assert Reviewers.load(f).check("reviewer.alice", ALICE_PW) is not None
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    capsys.readouterr()
+    assert main(["review", "reviewers", "add", "reviewer.bob", "--file", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "standard input" in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,8 @@ def register(sub: Any) -> None:
     add.add_argument(
         "--password-file",
         type=Path,
-        help="read the password from this file (else it is asked for, twice)",
+        help="read the password from this file (else one line piped on standard input, "
+        "or it is asked for, twice, in a terminal)",
     )
     add.add_argument("--language", choices=("ar", "en", "es", "fr"), help="console language")
     add.set_defaults(func=_reviewers_add)
@@ -172,6 +174,13 @@ def _reviewers_add(args: argparse.Namespace) -> int:
             password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(f"cannot read {args.password_file}: {exc.strerror}") from exc
+    elif not sys.stdin.isatty():  # piped (a script, a secrets manager): one line, once
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise ConfigError(
+                "no password on standard input: pipe one line, give --password-file FILE, "
+                "or run this in a terminal to be asked for it"
+            )
     else:
         import getpass
 
