@@ -10,91 +10,37 @@ key file is overwritten and removed and the destruction is counted.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import time
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _gateway_world import Api, bearer, delivery, make_world, produce, wait_until
+
 from i24net.clock import system_clock
-from i24net.directory import Directory, KeyRecord, StationRecord
-from i24net.envelope import (
-    Header,
-    Language,
-    Precedence,
-    Recipients,
-    Router,
-    Sender,
-    new_message_id,
-)
-from i24net.gateway import Gateway, parse_settings
-from i24net.gateway.auth import create_integrator
+from i24net.directory import Directory, KeyRecord
+from i24net.gateway import Gateway
 from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
-from i24net.keys import RootSecrets, StationSecrets, save_root, save_station
-from i24net.replay import ReplayWindow
-from i24net.schemas import SchemaStore
-from i24net.stations import station
+from i24net.keys import StationSecrets, save_station
 
 pytestmark = pytest.mark.kafka
 
-STORE = SchemaStore.default()
-PM = {"subject_line": "s", "text": "t", "attachments": [], "in_reply_to": None}
 GRACE_S = 3600
-
-
-def delivery(secrets: dict[str, StationSecrets], d: Directory, text: str) -> tuple[str, bytes]:
-    now = system_clock()
-    h = Header(
-        message_id=new_message_id(now),
-        sender="FR",
-        sender_key_id=secrets["FR"].signing_key_id,
-        recipients=Recipients.to("JP"),
-        kind="POLICE_MESSAGE",
-        precedence=Precedence.ROUTINE,
-        created_ms=now,
-        expires_ms=now + 2 * GRACE_S * 1000,
-        language=Language.EN,
-        payload_fingerprint=STORE.fingerprint("net.i24.PoliceMessage"),
-    )
-    payload = STORE.encode_single(
-        "net.i24.PoliceMessage", {**PM, "text": text, "case_reference": None}
-    )
-    env = Sender(secrets["FR"], d.current_encryption_key("GS", now), store=STORE).seal(h, payload)
-    router = Router(secrets["GS"], d, ReplayWindow(clock=system_clock), store=STORE)
-    return h.message_id, router.deliver(router.open(env), ["JP"])["JP"]
-
-
-async def wait_until(pred: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
-    """Poll ``pred`` (a state of the gateway) until it holds, or fail at the deadline."""
-    deadline = time.monotonic() + seconds
-    while not await pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
+TTL_MS = 2 * GRACE_S * 1000
 
 
 async def test_a_queued_delivery_to_the_old_key_is_stored_then_the_old_key_destroyed(
     tmp_path: Path, kafka_conn: KafkaConnection, unique_name: Callable[[str], str]
 ) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    prefix = unique_name("t")
-    t0 = system_clock() - 60_000
-    keys = tmp_path / "keys"
-    root = RootSecrets.generate(now_ms=t0)
-    save_root(root, keys)
-    secrets = {c: StationSecrets.generate(c, now_ms=t0) for c in ("FR", "GS", "JP")}
-    for s in secrets.values():
-        save_station(s, keys)
-    old_path = keys / "JP.secret.json"
-    before = Directory(
-        StationRecord.for_station(station(c), [s.public()], valid_from_ms=t0, issued_ms=t0)
-        for c, s in secrets.items()
-    )
-    queued_id, queued = delivery(secrets, before, "wrapped to the old key")
+    w = make_world(tmp_path, unique_name("t"), ("FR", "GS", "JP"))
+    old_path = tmp_path / "keys" / "JP.secret.json"
+    before = w.directory
+    queued_id, queued = delivery(w, before, text="wrapped to the old key", ttl_ms=TTL_MS)
 
     # The rotation: JP's new keys, published as JP's record serial 2.
     rotated = system_clock() - 1000
@@ -118,46 +64,17 @@ async def test_a_queued_delivery_to_the_old_key_is_stored_then_the_old_key_destr
             ),
         ]
     )
-    (tmp_path / "entries").mkdir()
-    for code, e in after.sign(root, STORE).items():
-        (tmp_path / "entries" / f"{code}.entry").write_bytes(e)
-    fresh_id, fresh = delivery(secrets, after, "wrapped to the new key")
+    w.write_entries(after)
+    fresh_id, fresh = delivery(w, after, text="wrapped to the new key", ttl_ms=TTL_MS)
 
-    await ensure_topics(kafka_conn, [TopicSpec(f"{prefix}.out"), TopicSpec(f"{prefix}.in.JP")])
-    settings = parse_settings(
-        {
-            "station": "JP",
-            "data_dir": str(tmp_path / "gw-JP"),
-            "shutdown_grace_s": 5,
-            "keys": {
-                "secret": str(new_path),
-                "root_public": str(keys / "gs-root.public.json"),
-                "previous": [str(old_path)],
-                "previous_grace_s": GRACE_S,
-            },
-            "directory": {"entries": str(tmp_path / "entries")},
-            "kafka": {
-                "bootstrap": kafka_conn.bootstrap,
-                "topic_prefix": prefix,
-                "request_timeout_ms": 5000,
-            },
-            "api": {"port": 0},
-        }
+    await ensure_topics(kafka_conn, [TopicSpec(f"{w.prefix}.out"), TopicSpec(f"{w.prefix}.in.JP")])
+    settings = w.settings(
+        "JP",
+        kafka_conn.bootstrap,
+        keys={"secret": str(new_path), "previous": [str(old_path)], "previous_grace_s": GRACE_S},
     )
-    producer = AIOKafkaProducer(**kafka_conn.client_kwargs(), max_request_size=2 << 20)
-    await producer.start()
-    try:  # both queued before the gateway starts
-        for data in (queued, fresh):
-            await producer.send_and_wait(settings.in_topic, data)
-    finally:
-        await producer.stop()
-    token = create_integrator(
-        tmp_path / "gw-JP" / "integrators.sqlite3",
-        "tester",
-        ["inbox:read", "operator"],
-        rate_per_s=1000,
-        burst=1000,
-    )
+    await produce(kafka_conn, settings.in_topic, queued, fresh)  # before the gateway starts
+    headers = bearer(settings)
     shift = [0]
 
     def clock() -> int:
@@ -165,30 +82,17 @@ async def test_a_queued_delivery_to_the_old_key_is_stored_then_the_old_key_destr
 
     async with (
         Gateway(settings, clock=clock) as jp_gw,
-        httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{jp_gw.port}",
-            headers={"Authorization": f"Bearer {token}"},
-        ) as h,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{jp_gw.port}", headers=headers) as h,
     ):
-
-        async def stored() -> bool:
-            return len((await h.get("/v1/inbox")).json()["messages"]) >= 2
-
-        await wait_until(stored, 60, "both deliveries stored")
-        inbox = {m["message_id"] for m in (await h.get("/v1/inbox")).json()["messages"]}
-        assert inbox == {queued_id, fresh_id}
-        assert (await h.get("/v1/rejected")).json()["rejected"] == []
+        api = Api(h)
+        await wait_until(lambda: api.count(api.inbox, 2), 60, "both deliveries stored")
+        assert set(await api.inbox()) == {queued_id, fresh_id}
+        assert await api.rejected() == []
         assert old_path.exists()
-        metrics = (await h.get("/metrics")).text
-        assert "i24net_gateway_previous_encryption_keys 1.0" in metrics
+        assert await api.metric("i24net_gateway_previous_encryption_keys 1.0")
 
         shift[0] = GRACE_S * 1000  # the grace period after `rotated` is over
-
-        async def destroyed() -> bool:
-            return not old_path.exists()
-
-        await wait_until(destroyed, 30, "the old key file destroyed")
-        metrics = (await h.get("/metrics")).text
-        assert "i24net_gateway_encryption_keys_destroyed_total 1.0" in metrics
-        assert "i24net_gateway_previous_encryption_keys 0.0" in metrics
+        await wait_until(lambda: not old_path.exists(), 30, "the old key file destroyed")
+        assert await api.metric("i24net_gateway_encryption_keys_destroyed_total 1.0")
+        assert await api.metric("i24net_gateway_previous_encryption_keys 0.0")
         assert new_path.exists()
