@@ -29,11 +29,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from bench._probe import probe_broker
 from bench.probe_router import POLICY, Item, _produce
 from bench.stats import percentile
 from i24net.envelope import Recipients
 from i24net.gateway.drain import sender_partition
-from i24net.kafka import Broker, BrokerSettings, KafkaConnection, TopicSpec, ensure_topics
+from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
 from i24net.provision import OUT_TOPIC_CONFIG
 from i24net.router.app import RouterApp
 from i24net.router.settings import Topics, load_settings
@@ -206,14 +207,8 @@ def cli() -> None:
     ap.add_argument("--quiet-ms", type=float, default=100.0)
     ap.add_argument("--seconds", type=float, default=15.0)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        # Started from the main thread: an attached JVM dies with the thread that started it.
-        broker = Broker(BrokerSettings(data_dir=Path(tmp) / "kafka", heap="768m"))
-        broker.start()
-        try:
-            out = asyncio.run(main(args, broker.bootstrap, Path(tmp)))
-        finally:
-            broker.stop()
+    with tempfile.TemporaryDirectory() as tmp, probe_broker() as (bootstrap, _):
+        out = asyncio.run(main(args, bootstrap, Path(tmp)))
     print(json.dumps(out), flush=True)
 
 

@@ -22,13 +22,12 @@ import argparse
 import asyncio
 import json
 import os
-import tempfile
 import uuid
-from pathlib import Path
 
+from bench._probe import probe_broker
 from bench.procstat import cpu_seconds
 from i24net.gateway.drain import MAX_REQUEST_SIZE
-from i24net.kafka import Broker, BrokerSettings, KafkaConnection, TopicSpec, ensure_topics
+from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
 
 
 async def rounds(
@@ -100,17 +99,8 @@ def cli() -> None:
     ap.add_argument("--size", type=int, default=3072)
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
-    if args.bootstrap:
-        out = asyncio.run(main(args, args.bootstrap))
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            # Started from the main thread: an attached JVM dies with the thread that started it.
-            broker = Broker(BrokerSettings(data_dir=Path(tmp), heap="512m"))
-            broker.start()
-            try:
-                out = asyncio.run(main(args, broker.bootstrap))
-            finally:
-                broker.stop()
+    with probe_broker(args.bootstrap, heap="512m") as (bootstrap, _):
+        out = asyncio.run(main(args, bootstrap))
     print(json.dumps(out), flush=True)
 
 

@@ -17,12 +17,11 @@ import argparse
 import asyncio
 import json
 import os
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
-from i24net.kafka import Broker, BrokerSettings, KafkaConnection, TopicSpec, ensure_topics
+from bench._probe import probe_broker
+from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
 from i24net.kafka.acls import SecurityAdmin
 
 
@@ -75,17 +74,8 @@ def cli() -> None:
     ap.add_argument("--mib", type=float, default=8.0)
     ap.add_argument("--record-kib", type=int, default=32)
     args = ap.parse_args()
-    if args.bootstrap:
-        out = asyncio.run(main(args, args.bootstrap))
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            # Started from the main thread: an attached JVM dies with the thread that started it.
-            broker = Broker(BrokerSettings(data_dir=Path(tmp), heap="512m"))
-            broker.start()
-            try:
-                out = asyncio.run(main(args, broker.bootstrap))
-            finally:
-                broker.stop()
+    with probe_broker(args.bootstrap, heap="512m") as (bootstrap, _):
+        out = asyncio.run(main(args, bootstrap))
     print(json.dumps(out), flush=True)
 
 

@@ -40,9 +40,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 import i24net
+from bench._probe import probe_broker
 from bench.procstat import cpu_seconds
 from i24net.envelope import Recipients
-from i24net.kafka import Broker, BrokerSettings, KafkaConnection, TopicSpec, ensure_topics
+from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
 from i24net.provision import OUT_TOPIC_CONFIG
 from i24net.router.app import RouterApp
 from i24net.router.settings import Topics, load_settings
@@ -282,20 +283,14 @@ def cli() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--warmup-seconds", type=float, default=10.0, help="0: no warm-up run")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.bootstrap:
-            if args.broker_pid is None:
-                ap.error("--broker-pid is needed with --bootstrap")
-            asyncio.run(main(args, args.bootstrap, args.broker_pid, Path(tmp)))
-            return
-        # Started from the main thread: an attached JVM dies with the thread that started it.
-        broker = Broker(BrokerSettings(data_dir=Path(tmp) / "kafka", heap="768m"))
-        broker.start()
-        try:
-            assert broker.pid is not None
-            asyncio.run(main(args, broker.bootstrap, broker.pid, Path(tmp)))
-        finally:
-            broker.stop()
+    if args.bootstrap and args.broker_pid is None:
+        ap.error("--broker-pid is needed with --bootstrap")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        probe_broker(args.bootstrap, pid=args.broker_pid) as (bootstrap, pid),
+    ):
+        assert pid is not None
+        asyncio.run(main(args, bootstrap, pid, Path(tmp)))
 
 
 if __name__ == "__main__":

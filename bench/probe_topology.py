@@ -33,14 +33,13 @@ import asyncio
 import json
 import multiprocessing
 import os
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+from bench._probe import probe_broker
 from bench.procstat import cpu_seconds
-from i24net.kafka import Broker, BrokerSettings, KafkaConnection, TopicSpec, ensure_topics
+from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
 from i24net.stations import all_stations
 
 LAYOUTS = {
@@ -240,20 +239,11 @@ def cli() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS))
     args = ap.parse_args()
-    if args.bootstrap:
-        if args.broker_pid is None:
-            ap.error("--broker-pid is needed with --bootstrap")
-        asyncio.run(main(args, args.bootstrap, args.broker_pid))
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        # Started from the main thread: an attached JVM dies with the thread that started it.
-        broker = Broker(BrokerSettings(data_dir=Path(tmp), heap="768m"))
-        broker.start()
-        try:
-            assert broker.pid is not None
-            asyncio.run(main(args, broker.bootstrap, broker.pid))
-        finally:
-            broker.stop()
+    if args.bootstrap and args.broker_pid is None:
+        ap.error("--broker-pid is needed with --bootstrap")
+    with probe_broker(args.bootstrap, pid=args.broker_pid) as (bootstrap, pid):
+        assert pid is not None
+        asyncio.run(main(args, bootstrap, pid))
 
 
 if __name__ == "__main__":
