@@ -157,6 +157,52 @@ async def test_a_reviewer_signs_in_with_a_password_and_gets_a_strict_cookie(desk
         assert page.headers["cache-control"] == "no-store"
 
 
+async def test_no_console_page_can_be_framed_or_cached(
+    desk: Desk, alice: httpx.AsyncClient
+) -> None:
+    """Clickjacking: CSP ``frame-ancestors`` is ignored by browsers that predate it, which
+    honour ``X-Frame-Options`` only. Decrypted requests are never stored by a cache."""
+    mid = desk.world.hold()
+    async with desk.browser() as anonymous:
+        pages = [
+            await alice.get("/console/queue"),
+            await alice.get(f"/console/case/{mid}"),
+            await alice.get("/console/case/NOPE"),
+            await alice.get("/console/report"),
+            await anonymous.get("/console/signin"),
+            await anonymous.get("/console/queue"),
+        ]
+    for page in pages:
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"], page.url
+        assert page.headers["x-frame-options"] == "DENY", page.url
+        assert page.headers["cache-control"] == "no-store", page.url
+
+
+async def test_a_sign_in_ends_the_session_the_browser_had(desk: Desk) -> None:
+    """Signing in again (another reviewer at a shared workstation) rotates the session id
+    and ends the previous one on the server: the old cookie value is no session any more."""
+    async with desk.browser() as b:
+        await sign_in(b, "reviewer.alice", ALICE_PW)
+        old = b.cookies[COOKIE]
+        await sign_in(b, "reviewer.bob", BOB_PW)
+        assert b.cookies[COOKIE] != old
+        assert desk.console.sessions.get(old) is None
+    async with desk.browser() as thief:
+        thief.cookies.set(COOKIE, old, domain="review.test", path="/console")
+        assert (await thief.get("/console/queue")).status_code == 401
+
+
+async def test_markup_in_the_queue_filters_is_shown_as_text(
+    desk: Desk, alice: httpx.AsyncClient
+) -> None:
+    desk.world.hold()
+    evil = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+    r = await alice.get("/console/queue", params={"sender": evil, "kind": evil, "lang": evil})
+    assert r.status_code == 200
+    assert "<script>" not in r.text and "<img src=x" not in r.text
+    assert 'id="empty"' in r.text  # filtered to nothing, and not reflected as markup
+
+
 async def test_behind_tls_the_cookie_is_secure(
     net: Any, tmp_path: Path, reviewers_file: Path
 ) -> None:

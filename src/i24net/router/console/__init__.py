@@ -357,7 +357,7 @@ class Console:
             return self._busy(lang, 503, SIGNIN_BUSY, 5)
         self._answering.add(key)
         try:
-            return await self._sign_in(name, password, lang)
+            return await self._sign_in(name, password, lang, request.cookies.get(COOKIE))
         finally:
             self._answering.discard(key)
 
@@ -366,7 +366,7 @@ class Console:
         resp.headers["Retry-After"] = str(retry_s)
         return resp
 
-    async def _sign_in(self, name: str, password: str, lang: str) -> Response:
+    async def _sign_in(self, name: str, password: str, lang: str, previous: str | None) -> Response:
         who: str | None = None
         language: str | None = None
         if name and password:
@@ -394,6 +394,7 @@ class Console:
             )
         self.throttle.succeeded(name)
         self.signins.labels("ok").inc()
+        self.sessions.end(previous)  # the browser's earlier session, if any, ends here
         sid, _s = self.sessions.start(who, language or lang)
         log.info("console: %s signed in", who)
         resp = RedirectResponse("/console/queue", status_code=303)
@@ -626,6 +627,7 @@ def _utc(ms: int) -> str:
 def _secure(resp: Response) -> Response:
     resp.headers["Content-Security-Policy"] = CSP
     resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["X-Frame-Options"] = "DENY"  # frame-ancestors for browsers before CSP 2
     # same-origin, not no-referrer: under no-referrer browsers send "Origin: null" with
     # the console's own forms, and the origin check could not tell them from a forgery
     resp.headers["Referrer-Policy"] = "same-origin"
