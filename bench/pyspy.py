@@ -125,6 +125,7 @@ class Profiler:
             (self.folder / f"pyspy-{r.name}.speedscope.json").write_text(
                 json.dumps(speedscope(r.name, stacks))
             )
+            (self.folder / f"pyspy-{r.name}.svg").write_text(flamegraph_svg(r.name, stacks))
             out[r.name] = {
                 "samples": summary["samples"],
                 "busy_samples": summary["busy_samples"],
@@ -210,6 +211,74 @@ def render_top(name: str, summary: dict[str, Any]) -> str:
         lines += ["", f"top by {title}:"]
         lines += [f"  {share:6.1%}  {frame}" for frame, share in summary[key]]
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _Node:
+    count: int = 0
+    children: dict[str, _Node] | None = None
+
+
+def _busy_tree(stacks: list[tuple[tuple[str, ...], int]]) -> _Node:
+    root = _Node()
+    for stack, n in stacks:
+        frames = [f for f in stack if not _THREAD.match(f)]
+        if not frames or any(_function(f) in WAITING for f in frames):
+            continue
+        root.count += n
+        node = root
+        for f in (_short(f) for f in frames):
+            if node.children is None:
+                node.children = {}
+            node = node.children.setdefault(f, _Node())
+            node.count += n
+    return root
+
+
+def flamegraph_svg(
+    name: str, stacks: list[tuple[tuple[str, ...], int]], width: int = 1200, row: int = 16
+) -> str:
+    """A flame graph of the busy samples as a standalone SVG (no flamegraph.pl needed)."""
+    from html import escape
+    from zlib import crc32
+
+    root = _busy_tree(stacks)
+    boxes: list[str] = []
+    depth_max = 0
+
+    def place(node: _Node, label: str, x: float, depth: int) -> None:
+        nonlocal depth_max
+        w = node.count / root.count * width
+        if w < 0.5:
+            return
+        depth_max = max(depth_max, depth)
+        hue = crc32(label.encode()) % 60  # warm colours, stable per frame
+        share = node.count / root.count
+        title = escape(f"{label}: {node.count} samples, {share:.1%}")
+        text = escape(label[: int(w / 7)]) if w > 35 else ""
+        boxes.append(
+            f'<g><title>{title}</title><rect x="{x:.1f}" y="{{Y{depth}}}" width="{w:.1f}" '
+            f'height="{row - 1}" fill="hsl({hue},80%,60%)"/>'
+            f'<text x="{x + 3:.1f}" y="{{T{depth}}}">{text}</text></g>'
+        )
+        cx = x
+        for child_label, child in sorted((node.children or {}).items()):
+            place(child, child_label, cx, depth + 1)
+            cx += child.count / root.count * width
+
+    if root.count:
+        place(root, f"all busy samples of {name}", 0.0, 0)
+    height = (depth_max + 1) * row + 30
+    svg = "".join(boxes)
+    for d in range(depth_max + 1):  # root at the bottom
+        y = height - (d + 1) * row
+        svg = svg.replace(f"{{Y{d}}}", str(y)).replace(f"{{T{d}}}", str(y + row - 4))
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="monospace" font-size="11">'
+        f'<text x="4" y="16" font-size="13">py-spy --native --threads: {escape(name)}, '
+        f"{root.count} busy samples</text>{svg}</svg>\n"
+    )
 
 
 def speedscope(name: str, stacks: list[tuple[tuple[str, ...], int]]) -> dict[str, Any]:

@@ -72,3 +72,16 @@ def test_speedscope_file_has_one_sample_per_stack_with_its_weight() -> None:
     assert prof["weights"] == [60, 20, 20, 50, 50] and prof["endValue"] == 200
     assert [frames[i] for i in prof["samples"][1]] == list(stacks[1][0])
     assert len(frames) == len(set(frames)) == 16  # distinct frames, shared
+
+
+def test_flamegraph_has_a_box_per_busy_frame_sized_by_its_samples() -> None:
+    from bench.pyspy import flamegraph_svg
+
+    svg = flamegraph_svg("router", parse_collapsed(RAW), width=1000)
+    # busy frames: root, <module>, run, fetch, sign, writer, [libc.so.6] (waiting stacks out)
+    assert svg.count("<rect ") == 7
+    assert "100 busy samples" in svg
+    assert 'width="1000.0"' in svg  # the root: every busy sample
+    assert 'width="800.0"' in svg  # <module> → run: 80 of the 100
+    assert "<title>fetch (fetcher.py): 60 samples, 60.0%</title>" in svg
+    assert "worker" not in svg and "epoll_wait" not in svg
