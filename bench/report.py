@@ -524,8 +524,9 @@ def markdown(
         "",
         "JSON: `bench/results/<timestamp>.json` and `bench/results/latest.json`; plots in",
         "`bench/results/` and, after a full run, `docs/img/bench-*.png`; profiles:",
-        "`bench/results/pyspy-<process>.txt` (collapsed stacks: speedscope.app or",
-        "flamegraph.pl read them), `.speedscope.json` and `-top.txt`.",
+        "`bench/results/pyspy-<phase>-<process>.txt` (collapsed stacks: speedscope.app",
+        "or flamegraph.pl read them), `.svg` (a flame graph), `.speedscope.json` and",
+        "`-top.txt` (`python -m bench.pyspy FILE` prints the top-N again).",
         "",
     ]
     return "\n".join(lines)
