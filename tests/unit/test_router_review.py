@@ -742,6 +742,45 @@ async def test_two_instances_deciding_one_hold_at_once_deliver_once(world: World
     assert len(world.app.executed) == 1  # nothing delivered or refused twice
 
 
+@pytest.mark.parametrize("confirm_first", [True, False])
+async def test_a_confirmation_racing_a_withdrawal_is_one_or_the_other(
+    net: Network, tmp_path: Path, confirm_first: bool
+) -> None:
+    """Bob confirms Alice's refusal on one instance while Carol withdraws it on another,
+    both having seen it pending. Before, both were told they succeeded: the withdrawal
+    removed the proposal and the confirmation still refused the message (a refusal whose
+    proposal was withdrawn reached the sender). Now exactly one of them stands."""
+    w = make_world(net, settings(tmp_path, four_eyes_refusals=True))
+    mid = w.hold()
+    p = await w.svc.decide(mid, "reviewer.alice", "reject", "POLITICAL", "political facts")
+    b = w.instance()
+    w.log.gate = asyncio.Event()
+    before = len(w.log.records)
+
+    async def release_when_both_appended() -> None:
+        while len(w.log.records) < before + 2:
+            w.log.appended.clear()
+            await w.log.appended.wait()
+        w.log.deliver()
+        w.log.gate = None
+
+    confirm = w.svc.confirm(mid, "reviewer.bob", p["proposal_id"])
+    withdraw = b.withdraw(mid, "reviewer.carol", p["proposal_id"])
+    first, second = (confirm, withdraw) if confirm_first else (withdraw, confirm)
+    results = await asyncio.gather(
+        first, second, release_when_both_appended(), return_exceptions=True
+    )
+    confirmed, withdrawn = (results[0], results[1]) if confirm_first else results[1::-1]
+    ok = [r for r in (confirmed, withdrawn) if isinstance(r, dict)]
+    assert len(ok) == 1, results
+    assert all(isinstance(r, (dict, ReviewConflict)) for r in results[:2]), results
+    if isinstance(confirmed, dict):
+        assert confirmed["status"] == "rejected" and len(w.app.executed) == 1
+    else:
+        assert withdrawn["status"] == "withdrawn" and w.app.executed == []  # type: ignore[index]
+        assert mid in w.svc.held and mid not in w.svc.proposals
+
+
 async def test_a_live_claim_blocks_until_it_times_out(world: World) -> None:
     """An instance that claimed and died before committing: the hold is decidable again
     once ``claim_timeout_ms`` has passed since its claim."""

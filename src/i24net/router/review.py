@@ -605,10 +605,16 @@ class ReviewService:
             log.exception("could not release the claim on %s", mid)
 
     async def _claimed(
-        self, mid: str, reviewer: str, commit: Callable[[], Awaitable[dict[str, Any]]]
+        self,
+        mid: str,
+        reviewer: str,
+        commit: Callable[[], Awaitable[dict[str, Any]]],
+        proposal: Proposal | None = None,
     ) -> dict[str, Any]:
         claim_id = await self._claim(mid, reviewer)
         try:
+            if proposal is not None:  # confirming: still pending once our claim is read back
+                self._pending(mid, proposal.proposal_id)
             return await commit()
         except BaseException:
             await self._release(mid, claim_id, reviewer)
@@ -698,18 +704,27 @@ class ReviewService:
 
     async def withdraw(self, message_id: str, reviewer: str, proposal_id: str) -> dict[str, Any]:
         """Drop a pending proposal (its author changed their mind, or the second reviewer
-        disagrees and will decide otherwise); recorded on ``i24.review``."""
+        disagrees and will decide otherwise); recorded on ``i24.review``.
+
+        It claims the hold like a decision: a confirmation racing it on another instance
+        and this withdrawal are then one before the other in the log, and only the first
+        stands (unclaimed, both were told they succeeded while the refusal went out)."""
         self._pending(message_id, proposal_id)
-        off = await self._append(
-            {
-                "type": "withdrawal",
-                "message_id": message_id,
-                "proposal_id": proposal_id,
-                "reviewer": reviewer,
-                "at_ms": self.now(),
-            }
-        )
-        await self._read_back(off)
+        claim_id = await self._claim(message_id, reviewer)
+        try:
+            self._pending(message_id, proposal_id)  # still pending at our claim
+            off = await self._append(
+                {
+                    "type": "withdrawal",
+                    "message_id": message_id,
+                    "proposal_id": proposal_id,
+                    "reviewer": reviewer,
+                    "at_ms": self.now(),
+                }
+            )
+            await self._read_back(off)
+        finally:
+            await self._release(message_id, claim_id, reviewer)
         return {"status": "withdrawn", "proposal_id": proposal_id}
 
     # --- decisions that take effect -------------------------------------------------
@@ -763,7 +778,7 @@ class ReviewService:
             self._done(message_id, "approved")
             return {"review_id": review_id, "status": d.status}
 
-        return await self._claimed(message_id, reviewer, commit)
+        return await self._claimed(message_id, reviewer, commit, proposal)
 
     async def reject(
         self,
@@ -799,7 +814,7 @@ class ReviewService:
             self._done(message_id, "rejected")
             return {"review_id": review_id, "status": "rejected"}
 
-        return await self._claimed(message_id, reviewer, commit)
+        return await self._claimed(message_id, reviewer, commit, proposal)
 
     def _close(self, h: Held, action: Action, reviewer: str, reasons: list[str]) -> Decided:
         d = Decided(action.value.lower())
