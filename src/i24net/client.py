@@ -102,10 +102,27 @@ class _Credentials:
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.verify: ssl.SSLContext | bool = True
         if ca_file is not None or cert_file is not None:
-            ctx = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+            try:
+                ctx = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"CA file {ca_file}: {_why(exc)}") from None
             if cert_file is not None:
-                ctx.load_cert_chain(str(cert_file), None if key_file is None else str(key_file))
+                try:
+                    ctx.load_cert_chain(str(cert_file), None if key_file is None else str(key_file))
+                except (OSError, ssl.SSLError) as exc:
+                    key = "" if key_file is None else f" with key {key_file}"
+                    raise ConfigError(
+                        f"client certificate {cert_file}{key}: {_why(exc)} (PEM; give the key "
+                        "with --key / key_file when it is not in the certificate's file)"
+                    ) from None
             self.verify = ctx
+
+
+def _why(exc: Exception) -> str:
+    """An OS or TLS error in a few words, without the file's content."""
+    if isinstance(exc, ssl.SSLError):
+        return f"not usable ({exc.reason or type(exc).__name__})"
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
 
 
 class GatewayClient:

@@ -218,6 +218,29 @@ async def test_the_cli_binds_an_integrator_to_a_certificate_file(
     assert "openssl x509" in capsys.readouterr().err
 
 
+def test_a_missing_or_wrong_ca_or_certificate_file_is_a_clear_error(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """``i24net send --cacert ca.pem`` with no such file ended in a bare
+    ``FileNotFoundError`` traceback that named no file."""
+    from i24net.client import GatewayClient
+
+    url = "https://127.0.0.1:1"
+    missing = tmp_path / "nowhere.pem"
+    not_pem = tmp_path / "junk.pem"
+    not_pem.write_text("not a certificate\n")
+    cases = [
+        ({"ca_file": missing}, str(missing)),
+        ({"ca_file": not_pem}, str(not_pem)),
+        ({"ca_file": pki.ca_file, "cert_file": missing}, str(missing)),
+        ({"ca_file": pki.ca_file, "cert_file": pki.border.cert}, "--key"),  # key elsewhere
+    ]
+    for kw, named in cases:
+        with pytest.raises(ConfigError) as err:
+            GatewayClient(url, **kw)  # type: ignore[arg-type]
+        assert named in str(err.value), str(err.value)
+
+
 async def test_bearer_token_over_tls_from_a_private_token_file(
     gw: Gateway, pki: Pki, tmp_path: Path
 ) -> None:
