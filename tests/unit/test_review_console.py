@@ -432,6 +432,22 @@ async def test_without_a_session_every_page_is_a_401_page(
     assert desk.world.app.executed == [] and desk.world.log.records == []
 
 
+async def test_a_forged_sign_out_is_403_and_the_session_lives_on(
+    desk: Desk, alice: httpx.AsyncClient
+) -> None:
+    """Sign-out is a form too: another site cannot end a reviewer's session mid-case."""
+    for data in ({}, {"csrf": "forged"}):
+        r = await alice.post("/console/signout", data=data)
+        assert r.status_code == 403
+        assert (await alice.get("/console/queue")).status_code == 200
+    r = await alice.post(
+        "/console/signout",
+        data={"csrf": csrf((await alice.get("/console/queue")).text)},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert r.status_code == 403 and (await alice.get("/console/queue")).status_code == 200
+
+
 @pytest.mark.parametrize("token", [None, "", "forged-token"])
 async def test_a_decision_without_the_sessions_csrf_token_is_403(
     desk: Desk, alice: httpx.AsyncClient, token: str | None

@@ -21,7 +21,11 @@ from i24net.cli.send import DEFAULT_URL, add_credentials, client
 
 def register(sub: Any) -> None:
     p = sub.add_parser("inbox", help="read a gateway's verified inbox (its HTTP API)")
-    p.add_argument("--url", default=os.environ.get("I24NET_GATEWAY", DEFAULT_URL))
+    p.add_argument(
+        "--url",
+        default=os.environ.get("I24NET_GATEWAY", DEFAULT_URL),
+        help="gateway API (default: $I24NET_GATEWAY or %(default)s)",
+    )
     add_credentials(p)
     p.add_argument("--all", action="store_true", help="acknowledged messages too")
     p.add_argument("--after", type=int, default=0, help="cursor to start after")
