@@ -65,7 +65,8 @@ def machine(kafka_version: str | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "kafka": kafka_version,
         "platform": platform.platform(),
-        "commit": _commit(),
+        "commit": _commit(_code_root()),
+        "bench_commit": _commit(ROOT),
         "loadavg_at_start": loadavg(),
     }
 
@@ -78,10 +79,21 @@ def loadavg() -> str:
         return "unknown"
 
 
-def _commit() -> str:
+def _code_root() -> Path:
+    """The checkout of the code under test (``PYTHONPATH=<worktree>/src`` measures a
+    worktree with this bench): the commit in the docs is that code's."""
+    try:
+        import i24net
+
+        return Path(i24net.__file__).resolve().parents[2]
+    except ImportError:
+        return ROOT
+
+
+def _commit(where: Path = ROOT) -> str:
     try:
         out = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(where), "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             timeout=5,
