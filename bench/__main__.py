@@ -7,8 +7,9 @@ Sections (phases), in run order:
   transport  aiokafka produce → consume, and the fair relay baselines: a batched
              consume → produce relay, and the same relay exactly-once
              (transactions), on the same broker, with their CPU per message
-  trickle    open loop at 30 msgs/s: CPU ms per message of the router, both
-             gateways, the broker JVM and the load generator, nearly idle
+  trickle    5 s idle (each process's CPU with no traffic), then open loop at
+             30 msgs/s: CPU ms per message of the router, both gateways, the
+             broker JVM and the load generator
   pipeline   a burst end to end (HTTP at FR → router → stored at JP): msgs/s,
              its ratio to the relay, CPU ms per message of every process
              (--profile: py-spy on the router and gateways during it)
@@ -22,12 +23,15 @@ Sections (phases), in run order:
   screen     bench/screen.py when present: the content screen, ms per KiB
   secured    bench/secured.py: TLS + SASL vs plaintext, on a second broker
 
-A full run takes about 6-8 minutes on 2 cores; --quick about 2-3.
+A full run took 3.6-5.8 minutes on the shared 2-core machine; --quick about 2.
 
 Results: ``bench/results/<UTC timestamp>.json`` and ``latest.json``,
-``throughput.png`` and ``latency.png`` there too, and ``docs/benchmarks.md``
-regenerated (by default after a full run of every section). Figures are
-compared as ratios against baselines measured in the same run.
+``throughput.png``, ``latency.png`` and ``cpu.png`` there too, a summary table
+in Markdown on the terminal, and ``docs/benchmarks.md`` (with the plots copied
+to ``docs/img/bench-*.png``) regenerated after a full run of every section.
+``bench/before.json`` (or ``--before``), a run of the code before a change,
+is shown beside this one. ``python -m bench.compare A.json B.json ...`` puts
+several runs side by side with their median.
 """
 
 from __future__ import annotations
@@ -186,8 +190,9 @@ def main() -> int:
         "--profile",
         action="store_true",
         help="py-spy (--native --threads) on the router and both gateways during the "
-        "burst: bench/results/pyspy-<service>.txt (collapsed stacks), .speedscope.json "
-        "and -top.txt (top frames by self and total)",
+        "trickle and the burst: bench/results/pyspy-<phase>-<process>.txt (collapsed "
+        "stacks), .svg (flame graph), .speedscope.json and -top.txt (top frames by self "
+        "and total); the profiled run's CPU figures are not the reference ones",
     )
     parser.add_argument(
         "--before",
