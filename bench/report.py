@@ -528,7 +528,7 @@ def markdown(
         "## Reproduce",
         "",
         "```",
-        "make bench                                   # full run (python -m bench), ~6-8 min",
+        "make bench                                   # full run (python -m bench), 3-6 min",
         ".venv/bin/python -m bench --quick            # small counts, a smoke run",
         ".venv/bin/python -m bench --only trickle,pipeline --profile   # py-spy flamegraphs",
         ".venv/bin/python -m bench --help             # phases and options",
