@@ -15,17 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from i24net.errors import ConfigError, ServiceError
-
-GROUNDS = (
-    "POLITICAL",
-    "MILITARY",
-    "RELIGIOUS",
-    "RACIAL",
-    "HUMAN_RIGHTS",
-    "REFUGEE_PROTECTION",
-    "INSUFFICIENT_DATA",
-    "OTHER",
-)
+from i24net.grounds import GROUNDS
 
 
 def register(sub: Any) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from i24net.audit import SCHEMA, RawRecord, verify_chain
 from i24net.errors import CodecError, UnknownStationError, UnverifiedAuditError
+from i24net.grounds import GROUNDS
 from i24net.schemas import KIND_SCHEMAS, SchemaStore
 from i24net.stations import GS, REGIONAL_BUREAUS, REPRESENTATIVE_OFFICES, region_of
 
@@ -51,17 +52,6 @@ OUTCOME_TITLES: dict[str, str] = {
     "expired": "expired",
 }
 
-GROUNDS: tuple[str, ...] = (
-    "POLITICAL",
-    "MILITARY",
-    "RELIGIOUS",
-    "RACIAL",
-    "HUMAN_RIGHTS",
-    "REFUGEE_PROTECTION",
-    "INSUFFICIENT_DATA",
-    "OTHER",
-)
-"""``net.i24.ReviewGrounds`` symbols a refusal can carry (NONE is an approval's)."""
 
 ARTICLE_OF_GROUNDS: dict[str, str] = {
     "POLITICAL": "Article 3",

@@ -67,6 +67,7 @@ from i24net.errors import (
     ServiceError,
     VerificationError,
 )
+from i24net.grounds import GROUNDS, Grounds
 from i24net.policy import Facts
 from i24net.router.app import RouterApp
 from i24net.router.deadlines import PRECEDENCES, Backlog, backlog, deadline_ms
@@ -92,17 +93,6 @@ __all__ = [
 ]
 
 CLOSING = {"APPROVED", "REJECTED", "EXPIRED"}
-Grounds = Literal[
-    "POLITICAL",
-    "MILITARY",
-    "RELIGIOUS",
-    "RACIAL",
-    "HUMAN_RIGHTS",
-    "REFUGEE_PROTECTION",
-    "INSUFFICIENT_DATA",
-    "OTHER",
-]
-GROUNDS: tuple[str, ...] = typing.get_args(Grounds)
 Verdict = Literal["approve", "reject"]
 OTHER_MIN_CHARS = 20
 """A refusal on ``OTHER`` grounds must say why in at least this many characters: the
