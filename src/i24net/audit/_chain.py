@@ -45,6 +45,9 @@ class Action(enum.StrEnum):
     REFUSED = "REFUSED"
     EXPIRED = "EXPIRED"
     DIRECTORY_UPDATED = "DIRECTORY_UPDATED"
+    KEY_DESTROYED = "KEY_DESTROYED"
+    """A previous encryption key set was destroyed after its hold (router/keyring.py);
+    ``reason`` names the key id, never key material."""
 
 
 def digest(data: bytes) -> bytes:

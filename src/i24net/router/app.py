@@ -30,11 +30,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from i24net.audit import (
+    Action,
     Chain,
     Entry,
     Head,
     ProblemKind,
     Report,
+    encode_reason,
     head_of,
     read_records,
     verify_chain,
@@ -48,6 +50,7 @@ from i24net.keys import load_root_public, load_station
 from i24net.policy import Engine, load_policy
 from i24net.provision import OUT_RETENTION_MS, OUT_TOPIC_CONFIG, SEEN_RETENTION_MS
 from i24net.replay import ReplayWindow
+from i24net.router.keyring import DLQ_RETENTION_MS, RouterKeyring, hold_ms
 from i24net.router.metrics import RouterMetrics
 from i24net.router.pipeline import Decided, Out, Pipeline
 from i24net.router.scheduler import RANK, FairScheduler
@@ -77,7 +80,7 @@ def topic_specs(settings: RouterSettings) -> list[TopicSpec]:
             config={**big, **OUT_TOPIC_CONFIG, "retention.ms": str(OUT_RETENTION_MS)},
         ),
         TopicSpec(t.quarantine, 3, config={**big, "retention.ms": str(90 * 86_400_000)}),
-        TopicSpec(t.dlq, 1, config={**big, "retention.ms": str(30 * 86_400_000)}),
+        TopicSpec(t.dlq, 1, config={**big, "retention.ms": str(DLQ_RETENTION_MS)}),
         TopicSpec(t.audit, 1, config={"retention.ms": "-1"}),
         TopicSpec(t.seen, 1, config={"retention.ms": str(SEEN_RETENTION_MS)}),
     ]
@@ -150,6 +153,9 @@ class RouterApp:
         self._first_fetched: float | None = None  # when the oldest queued record was fetched
         self._lag_gauges: dict[Any, Any] = {}  # tp -> its consumer_lag child
         self._lag_due = 0.0  # monotonic time of the next lag update
+        self._keyring: RouterKeyring | None = None
+        self._destroyed_unaudited: list[str] = []
+        """Key ids destroyed whose KEY_DESTROYED audit entry is not committed yet."""
         self.revocations_waiting = 0
         """Rebalance callbacks waiting for the processing lock (tests watch it)."""
 
@@ -173,7 +179,18 @@ class RouterApp:
 
         s = self.settings
         secrets = load_station(s.keys.gs_secret)
-        previous = [load_station(p) for p in s.keys.previous]
+        hold = s.keys.previous_hold_s
+        self._keyring = RouterKeyring.load(
+            secrets,
+            s.keys.previous,
+            hold_ms=(
+                hold_ms(OUT_RETENTION_MS, s.review.deadlines, DLQ_RETENTION_MS)
+                if hold is None
+                else int(hold * 1000)
+            ),
+            registry=self.registry,
+        )
+        previous = list(self._keyring.previous)
         root = load_root_public(s.keys.root_public)
         engine, digest, self._policy_stat = _load_policy(s.policy.file)
         await ensure_topics(self.conn, topic_specs(s))
@@ -785,6 +802,39 @@ class RouterApp:
                     if reader is not None:  # never raises; counts and logs each outcome
                         reader.offer(rec.value, f"{rec.topic}:{rec.partition}:{rec.offset}")
             self._directory_gauges()  # every pass: the manifest's expiry moves on its own
+            try:
+                await self.retire_keys()
+            except Exception as exc:  # retried at the next pass; routing goes on
+                log.error("previous GS keys: destruction or its audit failed: %r", exc)
+
+    async def retire_keys(self) -> list[str]:
+        """Destroy previous GS keys no stored message can need any more (router/keyring.py),
+        then audit each destruction (``KEY_DESTROYED``, the key id: never key material).
+        Checked at every directory pass; a failed audit commit is retried at the next."""
+        kr = self._keyring
+        if kr is None or self._pipeline is None:
+            return []
+        gone = kr.retire(self.directory, self.clock())
+        if gone:
+            async with self.lock:
+                self._pipeline.use_previous(kr.previous)
+            self._destroyed_unaudited += gone
+        if self._destroyed_unaudited:
+            entries = [
+                Entry(
+                    Action.KEY_DESTROYED,
+                    self.settings.chain_id,
+                    sender=kr.current.station,
+                    reason=encode_reason("key_rotation", [f"key_id:{kid}"]),
+                )
+                for kid in self._destroyed_unaudited
+            ]
+            async with self.lock:
+                if self._stopped:
+                    return gone
+                await self._commit({}, [], entries)
+            self._destroyed_unaudited = []
+        return gone
 
     def _directory_gauges(self) -> None:
         m = self.metrics

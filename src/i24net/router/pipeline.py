@@ -135,6 +135,16 @@ class Pipeline:
         self._self_window = ReplayWindow(clock=self.clock)
         self.reopen = Router(secrets, directory, self._self_window, previous=previous, store=store)
 
+    def use_previous(self, previous: Sequence[StationSecrets]) -> None:
+        """Open with these previous GS key sets from now on (router/keyring.py drops the
+        destroyed ones): both routers are rebuilt, the replay windows kept."""
+        self.router = Router(
+            self.secrets, self.directory, self.replay, previous=previous, store=self.store
+        )
+        self.reopen = Router(
+            self.secrets, self.directory, self._self_window, previous=previous, store=self.store
+        )
+
     # --- entry point --------------------------------------------------------
 
     def process(

@@ -116,7 +116,12 @@ class KeysSection(_S):
     gs_secret: Path
     """The GS station secrets (signs attestations and status notices, unwraps)."""
     previous: list[Path] = []
-    """Older GS key files kept during a rotation."""
+    """Older GS key files kept during a rotation; destroyed (overwritten, removed, audited
+    ``KEY_DESTROYED``) ``previous_hold_s`` after the current key's ``valid_from_ms``."""
+    previous_hold_s: Annotated[float, Field(ge=0)] | None = None
+    """How long previous GS keys are kept after the rotation; None (the default): the
+    longest of the ``i24.out`` retention, the longest review deadline and the ``i24.dlq``
+    retention (30 days with the shipped settings: router/keyring.py)."""
     root_public: Path
     """The pinned GS root public key that signs the directory."""
 
