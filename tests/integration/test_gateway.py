@@ -21,9 +21,13 @@ from typing import Any
 import httpx
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _gateway_world import GatewayWorld, wait_until
+from _gateway_world import make_world as make_gateway_world
+
 from i24net.client import AsyncGatewayClient
 from i24net.clock import system_clock
-from i24net.directory import Directory, StationRecord
 from i24net.envelope import (
     Header,
     Language,
@@ -34,15 +38,13 @@ from i24net.envelope import (
     new_message_id,
 )
 from i24net.errors import IntakeRefusedError, VerificationError
-from i24net.gateway import Gateway, Settings, inbox, parse_settings
+from i24net.gateway import Gateway, Settings, inbox
 from i24net.gateway.auth import create_integrator
 from i24net.gateway.outbox import STATUS_ORDER
 from i24net.kafka import KafkaConnection, TopicSpec, ensure_topics
 from i24net.kafka.security import CertificateAuthority
-from i24net.keys import RootSecrets, StationSecrets, save_root, save_station
 from i24net.replay import ReplayWindow
 from i24net.schemas import SchemaStore
-from i24net.stations import station
 
 pytestmark = pytest.mark.kafka
 
@@ -53,37 +55,16 @@ PM = {"subject_line": "stolen car", "text": "plate AB-123-CD", "attachments": []
 
 
 @dataclass
-class World:
-    dir: Path
-    prefix: str
-    secrets: dict[str, StationSecrets]
-    directory: Directory
+class World(GatewayWorld):
+    """The shared gateway world (``_gateway_world``) plus an integrator token per
+    gateway, authenticated clients and TOML settings files."""
+
     tokens: dict[str, str] = field(default_factory=dict)
 
     def settings(self, code: str, bootstrap: str, **over: Any) -> Settings:
-        raw: dict[str, Any] = {
-            "station": code,
-            "data_dir": str(self.dir / f"gw-{code}"),
-            "shutdown_grace_s": 5,
-            "keys": {
-                "secret": str(self.dir / "keys" / f"{code}.secret.json"),
-                "root_public": str(self.dir / "keys" / "gs-root.public.json"),
-            },
-            "directory": {"entries": str(self.dir / "entries")},
-            "kafka": {
-                "bootstrap": bootstrap,
-                "topic_prefix": self.prefix,
-                "request_timeout_ms": 5000,
-            },
-            "api": {"port": 0},
-            "outbox": {"retry_backoff_s": 0.5, "progress_log_s": 2},
-        }
-        for k, v in over.items():
-            if isinstance(v, dict):
-                raw.setdefault(k, {}).update(v)
-            else:
-                raw[k] = v
-        return parse_settings(raw)
+        return super().settings(
+            code, bootstrap, **{"outbox": {"retry_backoff_s": 0.5, "progress_log_s": 2}, **over}
+        )
 
     def token(self, code: str) -> str:
         """The bearer token of integrator ``tester`` (every scope) at ``code``'s gateway,
@@ -119,23 +100,8 @@ class World:
 
 
 def make_world(tmp: Path, prefix: str) -> World:
-    now = system_clock() - 60_000
-    keys = tmp / "keys"
-    root = RootSecrets.generate(now_ms=now)
-    save_root(root, keys)
-    secrets = {c: StationSecrets.generate(c, now_ms=now) for c in STATIONS}
-    for s in secrets.values():
-        save_station(s, keys)
-    records = [
-        StationRecord.for_station(station(c), [s.public()], valid_from_ms=now, issued_ms=now)
-        for c, s in secrets.items()
-    ]
-    d = Directory(records)
-    entries = d.sign(root, STORE)
-    (tmp / "entries").mkdir()
-    for code, e in entries.items():
-        (tmp / "entries" / f"{code}.entry").write_bytes(e)
-    return World(tmp, prefix, secrets, d)
+    w = make_gateway_world(tmp, prefix, STATIONS)
+    return World(w.dir, w.prefix, w.root, w.secrets, w.directory, w.t0)
 
 
 async def make_topics(conn: KafkaConnection, prefix: str) -> None:
@@ -261,19 +227,6 @@ async def running(coro_fn: Callable[[asyncio.Event], Any]) -> Any:
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-
-
-async def wait_until(pred: Callable[[], Any], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        v = pred()
-        if asyncio.iscoroutine(v):
-            v = await v
-        if v:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 @pytest.fixture
