@@ -103,3 +103,72 @@ def test_current_encryption_key_prefers_the_newest_valid_key() -> None:
     w.directory.put(dataclasses.replace(rec, encryption_keys=(*rec.encryption_keys, later)))
     assert w.directory.current_encryption_key("JP", T0).key_id == rec.encryption_keys[0].key_id
     assert w.directory.current_encryption_key("JP", T0 + DAY).key_id == later.key_id
+
+
+# --- envelope v2 key types ----------------------------------------------------
+
+
+def _v2_world() -> tuple[Directory, dict[str, object]]:
+    import dataclasses as dc
+
+    from i24net.directory import StationRecord
+    from i24net.keys import KemSuite, StationSecrets
+    from i24net.stations import all_stations
+
+    st = all_stations()
+    keys = {
+        "FR": StationSecrets.generate("FR", now_ms=T0, kem=None),
+        "JP": StationSecrets.generate("JP", now_ms=T0, kem=KemSuite.X25519),
+        "BR": StationSecrets.generate("BR", now_ms=T0),
+    }
+    records = [
+        StationRecord.for_station(st[c], [s.public()], valid_from_ms=T0 - DAY, issued_ms=T0)
+        for c, s in keys.items()
+    ]
+    # BR drops its v1 key: a v2-only station
+    records[2] = dc.replace(records[2], encryption_keys=records[2].encryption_keys[1:])
+    return Directory(records), dict(keys)
+
+
+def test_v2_keys_versions_and_current_key_per_version() -> None:
+    from i24net.keys import KemSuite
+
+    w = make_world()
+    d, keys = _v2_world()
+    root = w.root
+    d.sign(root, w.store)
+    d = Directory.from_entries(d.entries.values(), root.public, w.store)  # survives a reload
+    assert d.envelope_versions("FR", T0) == frozenset({1})
+    assert d.envelope_versions("JP", T0) == frozenset({1, 2})
+    assert d.envelope_versions("BR", T0) == frozenset({2})
+    assert d.envelope_versions("XX", T0) == frozenset()
+    jp1 = d.current_encryption_key("JP", T0)
+    jp2 = d.current_encryption_key("JP", T0, version=2)
+    assert (jp1.suite, jp2.suite) == (None, KemSuite.X25519)
+    assert jp2.key_id == keys["JP"].kem_key_id  # type: ignore[attr-defined]
+    assert d.current_encryption_key("BR", T0, version=2).suite is KemSuite.MLKEM768_X25519
+    with pytest.raises(VerificationError) as exc:
+        d.current_encryption_key("FR", T0, version=2)
+    assert exc.value.reason is Reason.EXPIRED_KEY
+    with pytest.raises(VerificationError):
+        d.current_encryption_key("BR", T0, version=1)
+
+
+@pytest.mark.parametrize(
+    "public_key",
+    [bytes(31), bytes(33), b"\x01" + bytes(33), b"\x02" + bytes(32), b"\x03" + bytes(32)],
+    ids=["31", "33", "x25519-long", "hybrid-short", "unknown-tag"],
+)
+def test_an_encryption_key_of_another_length_or_tag_is_refused(public_key: bytes) -> None:
+    w = make_world()
+    r = w.directory.record("JP")
+    from i24net.directory._directory import sign_record
+    from i24net.keys import key_id
+
+    bad = KeyRecord(key_id("JP", public_key, T0), public_key, T0 - DAY)
+    r2 = dataclasses.replace(r, encryption_keys=(*r.encryption_keys, bad), serial=2)
+    entry = sign_record(r2, w.root, w.store)  # signed by the root, refused by every reader
+    with pytest.raises(DirectoryError, match="encryption key must be"):
+        Directory.from_entries([entry], w.root.public, w.store)
+    with pytest.raises(DirectoryError):
+        Directory([r2])

@@ -88,3 +88,65 @@ def test_cli_generate_prints_no_secret(tmp_path: Path, capsys: pytest.CaptureFix
     assert s.signing_key_id in out and bytes(s.signing).hex() not in out
     assert bytes(s.encryption).hex() not in out
     assert main(["keys", "generate", "--station", "ZZ", "--out", str(tmp_path)]) == 2
+
+
+# --- envelope v2: the KEM key --------------------------------------------------
+
+
+def test_kem_key_sets_round_trip_and_ids_name_key_and_suite(tmp_path: Path) -> None:
+    from i24net.keys import KemSuite, kem_public_from_bytes
+
+    for suite, size in ((KemSuite.X25519, 33), (KemSuite.MLKEM768_X25519, 1217)):
+        s = StationSecrets.generate("JP", now_ms=T0, kem=suite)
+        pub = s.public()
+        assert pub.kem_public is not None and len(pub.kem_public) == size
+        assert kem_public_from_bytes(pub.kem_public)[0] is suite
+        assert s.kem_key_id is not None and s.kem_key_id.startswith("JP-20261118-")
+        assert s.kem_seed is not None and s.kem_seed.hex() not in repr(s)
+        out = tmp_path / suite.value
+        secret, public = save_station(s, out)
+        loaded = load_station(secret)
+        assert loaded.kem_suite is suite and loaded.kem_key_id == s.kem_key_id
+        assert loaded.public() == pub == load_public(public)
+
+
+def test_a_key_file_from_before_v2_loads_as_v1_only(tmp_path: Path) -> None:
+    s = StationSecrets.generate("JP", now_ms=T0, kem=None)
+    secret, public = save_station(s, tmp_path)
+    assert "kem" not in json.loads(secret.read_text())
+    loaded = load_station(secret)
+    assert loaded.kem is None and loaded.kem_suite is None and loaded.kem_key_id is None
+    assert load_public(public).kem_public is None
+
+
+def test_a_kem_key_id_that_is_not_its_keys_is_refused(tmp_path: Path) -> None:
+    s = StationSecrets.generate("JP", now_ms=T0)
+    secret, public = save_station(s, tmp_path)
+    data = json.loads(secret.read_text())
+    data["kem"]["key_id"] = s.encryption_key_id
+    secret.write_text(json.dumps(data))
+    with pytest.raises(KeyStoreError, match="key ids do not match"):
+        load_station(secret)
+    pdata = json.loads(public.read_text())
+    pdata["kem"]["suite"] = "hpke-x25519"  # the tag says hybrid
+    public.write_text(json.dumps(pdata))
+    with pytest.raises(KeyStoreError):
+        load_public(public)
+
+
+def test_a_v1_rng_draws_the_same_keys_with_or_without_kem() -> None:
+    """The KEM seed is drawn after the v1 seeds, so v1 keys from one rng do not move."""
+    import hashlib
+
+    def counter_rng(label: str):  # type: ignore[no-untyped-def]
+        stream, pos = hashlib.shake_256(label.encode()).digest(4096), [0]
+
+        def rng(n: int) -> bytes:
+            pos[0] += n
+            return stream[pos[0] - n : pos[0]]
+
+        return rng
+
+    a = StationSecrets.generate("FR", now_ms=T0, rng=counter_rng("x"), kem=None)
+    b = StationSecrets.generate("FR", now_ms=T0, rng=counter_rng("x"))
+    assert (a.signing_key_id, a.encryption_key_id) == (b.signing_key_id, b.encryption_key_id)

@@ -1,4 +1,13 @@
-"""Directory records, their GS root signatures, and key lookups."""
+"""Directory records, their GS root signatures, and key lookups.
+
+Encryption keys of two envelope versions share ``encryption_keys`` (no schema
+change, so every reader of the directory keeps working): a 32-byte
+``public_key`` is a v1 X25519 key (static wrap, docs/envelope.md §4); a
+tagged one (``0x01 || 32`` HPKE X25519, ``0x02 || 1216`` HPKE ML-KEM-768 +
+X25519, :func:`i24net.keys.kem_public_bytes`) is a v2 KEM key. The tag is
+inside the hashed key bytes, so a key id names a key *and* its suite. Any
+other length or tag refuses the record on load: a reader never guesses.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +28,16 @@ from i24net.errors import (
     UnknownStationError,
     VerificationError,
 )
-from i24net.keys import RootPublic, RootSecrets, StationPublic, key_digest, key_id_matches
+from i24net.keys import (
+    KemPublic,
+    KemSuite,
+    RootPublic,
+    RootSecrets,
+    StationPublic,
+    kem_public_from_bytes,
+    key_digest,
+    key_id_matches,
+)
 from i24net.schemas import SchemaStore
 from i24net.stations import Station, StationKind
 
@@ -87,9 +105,19 @@ class KeyRecord:
         }
 
     @classmethod
-    def from_avro(cls, d: Mapping[str, Any]) -> KeyRecord:
-        if len(d["public_key"]) != 32:
-            raise DirectoryError(f"key {d['key_id']}: public key must be 32 bytes")
+    def from_avro(cls, d: Mapping[str, Any], *, encryption: bool = False) -> KeyRecord:
+        """``encryption``: also accept a tagged v2 KEM key (see the module docstring)."""
+        pk = d["public_key"]
+        if len(pk) != 32:
+            if not encryption:
+                raise DirectoryError(f"key {d['key_id']}: public key must be 32 bytes")
+            try:
+                kem_public_from_bytes(pk)
+            except ValueError as exc:
+                raise DirectoryError(
+                    f"key {d['key_id']}: encryption key must be 32 bytes (v1) or a tagged "
+                    f"v2 KEM key: {exc}"
+                ) from None
         return cls(
             d["key_id"],
             d["public_key"],
@@ -120,13 +148,19 @@ class StationRecord:
     ) -> StationRecord:
         """A new ACTIVE record from a station identity and its public key files."""
         keys = list(keys)
+        enc = [KeyRecord(k.encryption_key_id, k.encryption_public, valid_from_ms) for k in keys]
+        enc += [
+            KeyRecord(k.kem_key_id, k.kem_public, valid_from_ms)
+            for k in keys
+            if k.kem_key_id is not None and k.kem_public is not None
+        ]
         return cls(
             st.code,
             st.name,
             st.kind,
             st.region.value if st.region else None,
             tuple(KeyRecord(k.signing_key_id, k.signing_public, valid_from_ms) for k in keys),
-            tuple(KeyRecord(k.encryption_key_id, k.encryption_public, valid_from_ms) for k in keys),
+            tuple(enc),
             issued_ms=issued_ms,
         )
 
@@ -151,7 +185,7 @@ class StationRecord:
             StationKind(d["kind"]),
             d["region"],
             tuple(KeyRecord.from_avro(k) for k in d["signing_keys"]),
-            tuple(KeyRecord.from_avro(k) for k in d["encryption_keys"]),
+            tuple(KeyRecord.from_avro(k, encryption=True) for k in d["encryption_keys"]),
             Status(d["status"]),
             d["serial"],
             d["issued_ms"],
@@ -216,11 +250,34 @@ def verify_entry(
 
 @dataclass(frozen=True, slots=True)
 class PeerKey:
-    """A station's X25519 public key, named: what a content key is wrapped to."""
+    """A station's encryption public key, named: what a content key is wrapped to.
+
+    ``suite`` None: a v1 X25519 key (``public_key`` a PyNaCl ``PublicKey``);
+    otherwise a v2 HPKE key of that suite (``public_key`` the ``cryptography``
+    public key object the suite encrypts to)."""
 
     station: str
     key_id: str
-    public_key: PublicKey = field(repr=False)
+    public_key: PublicKey | KemPublic = field(repr=False)
+    suite: KemSuite | None = None
+
+    @property
+    def version(self) -> int:
+        """The envelope version this key wraps for."""
+        return 1 if self.suite is None else 2
+
+
+def _key_version(k: KeyRecord) -> int:
+    return 1 if len(k.public_key) == 32 else 2
+
+
+def _peer(station: str, k: KeyRecord) -> PeerKey:
+    """The public key object of a directory key, made once when the record is put
+    (an ML-KEM-768 key costs ~40 µs to load: not per wrap)."""
+    if len(k.public_key) == 32:
+        return PeerKey(station, k.key_id, PublicKey(k.public_key))
+    suite, public = kem_public_from_bytes(k.public_key)
+    return PeerKey(station, k.key_id, public, suite)
 
 
 class Directory:
@@ -236,7 +293,7 @@ class Directory:
     ) -> None:
         self._records: dict[str, StationRecord] = {}
         self._verify: dict[tuple[str, str], tuple[KeyRecord, VerifyKey]] = {}
-        self._enc: dict[tuple[str, str], tuple[KeyRecord, PublicKey]] = {}
+        self._enc: dict[tuple[str, str], tuple[KeyRecord, PeerKey]] = {}
         self.entries: dict[str, bytes] = dict(entries or {})
         self._reader: Any = None  # a DirectoryReader that owns this directory (read_all)
         for r in records:
@@ -321,7 +378,7 @@ class Directory:
             for k in record.signing_keys:
                 self._verify[(record.station, k.key_id)] = (k, VerifyKey(k.public_key))
             for k in record.encryption_keys:
-                self._enc[(record.station, k.key_id)] = (k, PublicKey(k.public_key))
+                self._enc[(record.station, k.key_id)] = (k, _peer(record.station, k))
         except (ValueError, TypeError) as exc:
             raise DirectoryError(f"station {record.station}: invalid public key") from exc
 
@@ -376,27 +433,51 @@ class Directory:
         return hit[1]
 
     def encryption_key(self, station: str, key_id: str, at_ms: int) -> PeerKey:
-        """A named X25519 key of ``station``, checked like :meth:`signing_key`."""
+        """A named encryption key of ``station`` (either version), checked like
+        :meth:`signing_key`."""
         hit = self._enc.get((station, key_id))
         if hit is None:
             self._station(station)
             raise VerificationError(Reason.UNKNOWN_KEY, f"{station} has no encryption key {key_id}")
         self._station(station)
         hit[0].check(station, at_ms)
-        return PeerKey(station, key_id, hit[1])
+        return hit[1]
 
-    def current_encryption_key(
-        self, station: str, at_ms: int, *, suspended_ok: bool = False
-    ) -> PeerKey:
-        """The newest usable X25519 key of ``station`` at ``at_ms`` (what to wrap to).
-
-        ``suspended_ok``: a SUSPENDED station still gets its usable key (the router's
-        policy ``suspended_recipients = "deliver"``); unknown and revoked ones never do."""
+    def _usable_encryption_keys(
+        self, station: str, at_ms: int, suspended_ok: bool
+    ) -> list[KeyRecord]:
         r = self._records.get(station)
         if not (suspended_ok and r is not None and r.status is Status.SUSPENDED):
             r = self._station(station)
-        usable = [k for k in r.encryption_keys if k.usable(at_ms)]
+        return [k for k in r.encryption_keys if k.usable(at_ms)]
+
+    def current_encryption_key(
+        self, station: str, at_ms: int, *, version: int = 1, suspended_ok: bool = False
+    ) -> PeerKey:
+        """The newest usable encryption key of ``station`` at ``at_ms`` for envelope
+        ``version`` (what to wrap to): 1, a 32-byte X25519 key; 2, a tagged KEM key.
+
+        ``suspended_ok``: a SUSPENDED station still gets its usable key (the router's
+        policy ``suspended_recipients = "deliver"``); unknown and revoked ones never do."""
+        if version not in (1, 2):
+            raise ValueError(f"envelope version {version} does not exist")
+        usable = [
+            k
+            for k in self._usable_encryption_keys(station, at_ms, suspended_ok)
+            if _key_version(k) == version
+        ]
         if not usable:
-            raise VerificationError(Reason.EXPIRED_KEY, f"{station} has no usable encryption key")
+            raise VerificationError(
+                Reason.EXPIRED_KEY, f"{station} has no usable v{version} encryption key"
+            )
         k = max(usable, key=lambda k: (k.valid_from_ms, k.key_id))
-        return PeerKey(station, k.key_id, self._enc[(station, k.key_id)][1])
+        return self._enc[(station, k.key_id)][1]
+
+    def envelope_versions(self, station: str, at_ms: int) -> frozenset[int]:
+        """The envelope versions ``station`` can open at ``at_ms``: from its usable keys
+        (empty when it has none, or is unknown, revoked or suspended)."""
+        try:
+            usable = self._usable_encryption_keys(station, at_ms, False)
+        except VerificationError:
+            return frozenset()
+        return frozenset(_key_version(k) for k in usable)

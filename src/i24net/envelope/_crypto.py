@@ -68,7 +68,10 @@ class SharedKeys:
         self._max = max_peers
         self._cache: dict[bytes, bytes] = {}
 
-    def shared(self, peer: PublicKey) -> bytes:
+    def shared(self, peer: object) -> bytes:
+        """``peer`` must be a v1 X25519 key: a v2 KEM key named as a v1 wrapper is refused."""
+        if not isinstance(peer, PublicKey):
+            raise VerificationError(Reason.DECRYPT_FAILED, "not a v1 X25519 key")
         pk = bytes(peer)
         s = self._cache.get(pk)
         if s is None:
@@ -83,7 +86,7 @@ class SharedKeys:
 
     def _wrap_key(
         self,
-        peer: PublicKey,
+        peer: object,
         label: bytes,
         wrapper: tuple[str, str],
         recipient: tuple[str, str],
@@ -97,7 +100,7 @@ class SharedKeys:
     def wrap(
         self,
         content_key: bytes,
-        peer: PublicKey,
+        peer: object,
         label: bytes,
         wrapper: tuple[str, str],
         recipient: tuple[str, str],
@@ -109,7 +112,7 @@ class SharedKeys:
     def unwrap(
         self,
         wrapped: bytes,
-        peer: PublicKey,
+        peer: object,
         label: bytes,
         wrapper: tuple[str, str],
         recipient: tuple[str, str],
