@@ -4,8 +4,14 @@ Why hold them: deliveries still queued in ``i24.in.<station>`` when a station
 rotates its encryption key were wrapped by the router to the old key; a
 gateway holding only its new key refuses them ``wrong_recipient`` and the
 messages are lost (issue 17). Why destroy them: a key kept forever opens
-every wrap ever made to it (no forward secrecy in v1, docs/envelope.md §4);
-rotation only limits exposure if the old secret is gone afterwards.
+every wrap ever made to it (no forward secrecy in v1, docs/envelope.md §4;
+in v2 the KEM key opens every HPKE wrap made to it); rotation only limits
+exposure if the old secret is gone afterwards. A key file holds the v1 X25519
+key and the v2 KEM key of one key set: both are destroyed together.
+
+A gateway has no audit chain (the router's is the network's audit): a
+destruction here is logged (warning, with the key ids) and counted, not
+audited.
 
 When the grace period starts: at the directory's ``valid_from_ms`` of the
 station's *current* encryption key (``keys.secret``), i.e. when the router
@@ -90,7 +96,10 @@ class PreviousKeys:
         self.current = current
         self.grace_ms = grace_ms
         self._held = list(held)
-        self.metrics = KeyringMetrics.create(registry or CollectorRegistry())
+        self.registry = registry or CollectorRegistry()
+        """Where the gateway's key metrics are (the inbound stream adds the envelope
+        version counters there)."""
+        self.metrics = KeyringMetrics.create(self.registry)
         self.metrics.previous_keys.set(len(self._held))
         self.generation = 0
         """Grows whenever the set changes (a Receiver built on the old set is rebuilt)."""
@@ -130,14 +139,14 @@ class PreviousKeys:
 
     def rotated_at(self, directory: Directory) -> int | None:
         """When the router started wrapping to the current key (its ``valid_from_ms`` in
-        the directory), or None while the directory does not list it."""
+        the directory; the later of the v1 and v2 keys of the current set), or None while
+        the directory does not list it."""
         st = self.current.station
         if st not in directory:
             return None
-        for k in directory.record(st).encryption_keys:
-            if k.key_id == self.current.encryption_key_id:
-                return k.valid_from_ms
-        return None
+        mine = {self.current.encryption_key_id, self.current.kem_key_id}
+        froms = [k.valid_from_ms for k in directory.record(st).encryption_keys if k.key_id in mine]
+        return max(froms) if froms else None
 
     def due_ms(self, directory: Directory) -> int | None:
         """When the previous keys are destroyed (None: not yet known)."""
@@ -153,6 +162,8 @@ class PreviousKeys:
         keep: list[Previous] = []
         for p in self._held:
             kid = p.secrets.encryption_key_id
+            if p.secrets.kem_key_id is not None:
+                kid = f"{kid} and {p.secrets.kem_key_id}"
             try:
                 destroy_key_file(p.path)
             except KeyStoreError as exc:
@@ -162,7 +173,7 @@ class PreviousKeys:
             gone.append(kid)
             self.metrics.destroyed.inc()
             log.warning(
-                "keys: previous encryption key %s destroyed (%s overwritten and removed): "
+                "keys: previous encryption key set %s destroyed (%s overwritten and removed): "
                 "rotated at %d, grace %d s over; deliveries still wrapped to it are refused "
                 "wrong_recipient from now on",
                 kid,

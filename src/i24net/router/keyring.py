@@ -52,12 +52,6 @@ def hold_ms(out_retention_ms: int, deadlines: ReviewDeadlines, dlq_retention_ms:
     return max(out_retention_ms, longest_review, dlq_retention_ms)
 
 
-def kem_key_id(s: StationSecrets) -> str | None:
-    """The v2 KEM key id of a key set (None: a v1-only key file)."""
-    kid = getattr(s, "kem_key_id", None)
-    return kid if isinstance(kid, str) else None
-
-
 @dataclass(frozen=True, slots=True)
 class RouterKeyringMetrics:
     previous_keys: Gauge
@@ -140,7 +134,7 @@ class RouterKeyring:
         st = self.current.station
         if st not in directory:
             return None
-        mine = {self.current.encryption_key_id, kem_key_id(self.current)}
+        mine = {self.current.encryption_key_id, self.current.kem_key_id}
         froms = [k.valid_from_ms for k in directory.record(st).encryption_keys if k.key_id in mine]
         return max(froms) if froms else None
 
@@ -159,9 +153,8 @@ class RouterKeyring:
         keep: list[Held] = []
         for h in self._held:
             ids = [h.secrets.encryption_key_id]
-            kem = kem_key_id(h.secrets)
-            if kem is not None:
-                ids.append(kem)
+            if h.secrets.kem_key_id is not None:
+                ids.append(h.secrets.kem_key_id)
             try:
                 destroy_key_file(h.path)
             except KeyStoreError as exc:
