@@ -21,7 +21,9 @@ I24Error                          root; ``retriable`` says whether trying again 
 │   │                             ``reason`` (a Reason) goes to logs and metrics only
 │   └── OversizedError            input larger than the configured bound, refused undecoded
 ├── DirectoryError                the GS-signed station directory
-│   └── UnknownStationError       a station code not in the directory
+│   ├── UnknownStationError       a station code not in the directory
+│   ├── UnknownRootError          signed by a root key id the reader does not trust (yet)
+│   └── RetiredRootError          signed by a root whose rotation overlap has ended
 ├── KeyStoreError                 station key files (missing, bad mode, corrupt)
 ├── PolicyError                   the neutrality policy file is invalid
 ├── UnverifiedAuditError          the audit chain failed verification; no report is made from it
@@ -256,3 +258,13 @@ class UnverifiedAuditError(I24Error):
     """The audit chain failed verification (an edit, gap, reordering, duplicate or
     truncation), so no report is made from it: figures from a chain nobody can stand
     behind must not be published."""
+
+
+class UnknownRootError(DirectoryError):
+    """A directory value names a root key id that is not in the reader's trusted set;
+    a reader holds it until a root rotation introduces that key (directory/roots.py)."""
+
+
+class RetiredRootError(DirectoryError):
+    """A directory value is signed by a root that a rotation retired: issued after its
+    overlap ended, or offered after it ended (docs/security.md, Root rotation)."""

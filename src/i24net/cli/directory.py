@@ -4,8 +4,17 @@
   (station identities from :mod:`i24net.stations`), written unsigned as JSON lines.
 - ``sign --records FILE --root-secret F --out DIR``: sign each record with the
   GS root key; DIR gets ``<STATION>.entry`` files (the ``i24.directory`` values).
-- ``verify --entries DIR --root-public F``: check every entry against the pinned root key.
-- ``show --entries DIR --root-public F``: the verified directory as a table.
+- ``verify --entries DIR --root-public F [F ...]``: check every entry against the
+  trusted roots (one file, or several: a set by key id), after learning the root
+  rotations (``*.rotation`` files) in DIR that those roots signed.
+- ``show --entries DIR --root-public F [F ...]``: the verified directory as a table.
+- ``rotate-root --old F --new F --entries DIR --out DIR [--overlap-hours H]``: the
+  root rotation (docs/security.md, "Root rotation"): a ``net.i24.RootRotation``
+  signed by the old root and, as proof of possession, the new one; every entry of
+  DIR re-signed by the new root under the next serial; a new manifest signed by the
+  new root. Written to OUT (``@root-<new key id>.rotation``, ``<STATION>.entry``,
+  ``@manifest``) and with ``--bootstrap``/``--kafka-config`` published in that
+  order (rotation, entries, manifest).
 - ``manifest --entries DIR --root-secret F [--expires-in-hours H] [--version N]``:
   sign the manifest naming every entry in DIR (each station's serial and
   digest) with a new version and expiry, write it to ``DIR/@manifest``, and
@@ -28,7 +37,7 @@ from typing import Any
 from i24net.clock import system_clock
 from i24net.directory import Directory, StationRecord
 from i24net.errors import ConfigError, DirectoryError
-from i24net.keys import load_public, load_root, load_root_public
+from i24net.keys import load_public, load_root
 from i24net.schemas import SchemaStore
 from i24net.stations import station
 
@@ -63,10 +72,37 @@ def register(sub: Any) -> None:
     m.add_argument("--with-entries", action="store_true", help="publish the entries too")
     m.set_defaults(func=_manifest)
     for name, func in (("verify", _verify), ("show", _show)):
-        p = ds.add_parser(name, help=f"{name} signed entries with the pinned root public key")
+        p = ds.add_parser(name, help=f"{name} signed entries with the trusted root public keys")
         p.add_argument("--entries", type=Path, required=True)
-        p.add_argument("--root-public", type=Path, required=True)
+        p.add_argument(
+            "--root-public",
+            type=Path,
+            required=True,
+            nargs="+",
+            action="extend",
+            help="root public key file(s); a rotation in ENTRIES signed by one extends the set",
+        )
         p.set_defaults(func=func)
+    r = ds.add_parser(
+        "rotate-root",
+        help="hand the directory over to a new GS root key (signed rotation, re-signed entries)",
+    )
+    r.add_argument("--old", type=Path, required=True, help="the current root's secret file")
+    r.add_argument("--new", type=Path, required=True, help="the new root's secret file")
+    r.add_argument("--entries", type=Path, required=True, help="the entries the old root signed")
+    r.add_argument("--out", type=Path, required=True, help="folder for the rotated directory")
+    r.add_argument(
+        "--overlap-hours",
+        type=float,
+        default=168.0,
+        help="how long the old root still signs (default 7 days: every reader, even one "
+        "offline for days, meets the rotation and the re-signed entries in time)",
+    )
+    r.add_argument("--expires-in-hours", type=float, default=24.0, help="the new manifest's")
+    r.add_argument("--bootstrap", help="publish to this broker (host:port, PLAINTEXT)")
+    r.add_argument("--kafka-config", type=Path, help="publish with this TOML's [kafka] section")
+    r.add_argument("--topic", default="i24.directory")
+    r.set_defaults(func=_rotate_root)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -103,12 +139,15 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> Directory:
+    from i24net.directory.reader import directory_from_entries, learn_rotation_files
+    from i24net.directory.roots import load_roots
+
     store = SchemaStore.default()
-    root = load_root_public(args.root_public)
+    roots = learn_rotation_files(args.entries, load_roots(args.root_public), store)
     entries = [p.read_bytes() for p in sorted(args.entries.glob("*.entry"))]
     if not entries:
         raise DirectoryError(f"no *.entry files in {args.entries}")
-    return Directory.from_entries(entries, root, store)
+    return directory_from_entries(entries, roots, store)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -167,7 +206,64 @@ def _manifest(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _publish(args: argparse.Namespace, entries: dict[str, bytes], manifest: bytes) -> None:
+def _rotate_root(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from i24net.directory import MANIFEST_KEY, sign_manifest, verify_manifest
+    from i24net.directory.reader import ROTATION_SUFFIX
+    from i24net.directory.roots import sign_rotation
+
+    store = SchemaStore.default()
+    old, new = load_root(args.old), load_root(args.new)
+    if args.overlap_hours <= 0 or args.expires_in_hours <= 0:
+        raise DirectoryError("--overlap-hours and --expires-in-hours must be positive")
+    files = {p.stem: p.read_bytes() for p in sorted(args.entries.glob("*.entry"))}
+    if not files:
+        raise DirectoryError(f"no *.entry files in {args.entries}")
+    d = Directory.from_entries(files.values(), old.public, store)
+    now = system_clock()
+    until = now + int(args.overlap_hours * 3_600_000)
+    rotation = sign_rotation(
+        old, new, store, new_valid_from_ms=now, old_valid_until_ms=until, issued_ms=now
+    )
+    # Every record again under the next serial: the same serial with other bytes (another
+    # root's signature) would be refused by every reader as an equivocation.
+    rotated = Directory([dataclasses.replace(r, serial=r.serial + 1, issued_ms=now) for r in d])
+    entries = rotated.sign(new, store)
+    previous = 0
+    if (args.entries / MANIFEST_KEY).exists():
+        old_manifest = (args.entries / MANIFEST_KEY).read_bytes()
+        previous = verify_manifest(old_manifest, old.public, store).version
+    version = max(previous + 1, now // 1000)
+    expires = now + int(args.expires_in_hours * 3_600_000)
+    manifest = sign_manifest(
+        rotated.manifest(version=version, issued_ms=now, expires_ms=expires), new, store
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in args.entries.glob("*" + ROTATION_SUFFIX):  # earlier rotations still count
+        (args.out / path.name).write_bytes(path.read_bytes())
+    (args.out / f"@root-{new.key_id}{ROTATION_SUFFIX}").write_bytes(rotation)
+    for code, entry in entries.items():
+        (args.out / f"{code}.entry").write_bytes(entry)
+    (args.out / MANIFEST_KEY).write_bytes(manifest)
+    print(
+        f"root rotation {old.key_id} -> {new.key_id}: {new.key_id} signs from now, "
+        f"{old.key_id} retires {_day(until)} ({args.overlap_hours:g} h overlap)"
+    )
+    print(f"{len(entries)} entries re-signed by {new.key_id}, manifest version {version}")
+    print(f"written to {args.out}; pin {new.key_id} in new stations' settings")
+    if args.bootstrap or args.kafka_config:
+        asyncio.run(_publish(args, entries, manifest, {new.key_id: rotation}))
+        print(f"published on {args.topic}: the rotation, the entries, the manifest")
+    return 0
+
+
+async def _publish(
+    args: argparse.Namespace,
+    entries: dict[str, bytes],
+    manifest: bytes,
+    rotations: dict[str, bytes] | None = None,
+) -> None:
     from aiokafka import AIOKafkaProducer
     from pydantic import ValidationError
 
@@ -187,6 +283,6 @@ async def _publish(args: argparse.Namespace, entries: dict[str, bytes], manifest
     producer = AIOKafkaProducer(enable_idempotence=True, acks="all", **conn.client_kwargs())
     await producer.start()
     try:
-        await publish(producer, entries, topic=args.topic, manifest=manifest)
+        await publish(producer, entries, topic=args.topic, manifest=manifest, rotations=rotations)
     finally:
         await producer.stop()

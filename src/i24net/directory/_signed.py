@@ -10,6 +10,15 @@ from i24net.keys import RootPublic
 from i24net.schemas import SchemaStore
 
 
+def signer_key_id(value: bytes, store: SchemaStore, *, schema: str, what: str) -> str:
+    """The ``root_key_id`` a ``schema`` value names (unverified: which root to check it with)."""
+    try:
+        _, outer = store.decode_single(value, expected=schema)
+    except CodecError as exc:
+        raise DirectoryError(f"{what} does not decode: {exc}") from exc
+    return str(outer["root_key_id"])
+
+
 def open_root_signed(
     value: bytes,
     root: RootPublic,
@@ -22,7 +31,10 @@ def open_root_signed(
 ) -> bytes:
     """The signed inner bytes (``field``) of a GS-root-signed ``schema`` value, after the
     root key id and the signature over ``label + inner`` are checked; DirectoryError if
-    bad (``what`` names the value in the message)."""
+    bad (``what`` names the value in the message).
+
+    One root here; a reader with a set of roots picks the one the value names first
+    (:class:`i24net.directory.roots.Roots`) and checks its validity window after."""
     try:
         _, outer = store.decode_single(value, expected=schema)
     except CodecError as exc:

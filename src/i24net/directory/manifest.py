@@ -29,7 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from i24net.directory._signed import open_root_signed
+from i24net.directory._signed import open_root_signed, signer_key_id
+from i24net.directory.roots import Roots
 from i24net.errors import CodecError, DirectoryError
 from i24net.keys import RootPublic, RootSecrets
 from i24net.schemas import SchemaStore
@@ -117,11 +118,20 @@ def is_manifest(value: bytes, store: SchemaStore) -> bool:
     return len(value) >= 10 and value[2:10] == store.fingerprint(MANIFEST_SCHEMA)
 
 
-def verify_manifest(value: bytes, root: RootPublic, store: SchemaStore) -> Manifest:
-    """Check a manifest value against the pinned root key; DirectoryError if bad."""
+def verify_manifest(
+    value: bytes, root: RootPublic | Roots, store: SchemaStore, *, now_ms: int | None = None
+) -> Manifest:
+    """Check a manifest value against the pinned root key, or against the set of trusted
+    roots: the root it names must be valid at its ``issued_ms`` (and, with ``now_ms``,
+    not retired then: :meth:`Roots.check`); DirectoryError (or a subclass) if bad."""
+    if isinstance(root, Roots):
+        kid = signer_key_id(value, store, schema=MANIFEST_SCHEMA, what="directory manifest")
+        signer = root.require(kid, "directory manifest").public
+    else:
+        signer = root
     inner = open_root_signed(
         value,
-        root,
+        signer,
         store,
         schema=MANIFEST_SCHEMA,
         field="manifest",
@@ -129,6 +139,9 @@ def verify_manifest(value: bytes, root: RootPublic, store: SchemaStore) -> Manif
         what="directory manifest",
     )
     try:
-        return Manifest.from_avro(store.decode("net.i24.DirectoryManifest", inner))
+        m = Manifest.from_avro(store.decode("net.i24.DirectoryManifest", inner))
     except (CodecError, ValueError, KeyError) as exc:
         raise DirectoryError(f"directory manifest does not decode: {exc}") from exc
+    if isinstance(root, Roots):
+        root.check(signer.key_id, m.issued_ms, now_ms, f"directory manifest version {m.version}")
+    return m

@@ -36,6 +36,8 @@ class DirectoryState:
         self.stations: dict[str, Mark] = {}
         self.manifest_version = 0
         self.manifest_value: bytes | None = None
+        self.rotations: dict[str, bytes] = {}
+        """Accepted root rotations, new root key id -> value, in the order accepted."""
         self._db: sqlite3.Connection | None = None
         if path is None:
             return
@@ -52,7 +54,12 @@ class DirectoryState:
                 "(one INTEGER PRIMARY KEY CHECK (one = 1), "
                 "version INTEGER NOT NULL, value BLOB NOT NULL)"
             )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS root_rotation "
+                "(n INTEGER PRIMARY KEY, new_key_id TEXT NOT NULL UNIQUE, value BLOB NOT NULL)"
+            )
             rows = db.execute("SELECT station, serial, digest FROM station_mark").fetchall()
+            rots = db.execute("SELECT new_key_id, value FROM root_rotation ORDER BY n").fetchall()
             man = db.execute("SELECT version, value FROM manifest_mark").fetchone()
         except sqlite3.Error as exc:
             raise ConfigError(f"directory state database {path}: {exc}") from exc
@@ -60,6 +67,7 @@ class DirectoryState:
         self.stations = {s: Mark(serial, bytes(digest)) for s, serial, digest in rows}
         if man is not None:
             self.manifest_version, self.manifest_value = man[0], bytes(man[1])
+        self.rotations = {str(k): bytes(v) for k, v in rots}
 
     def close(self) -> None:
         """Close the database (idempotent)."""
@@ -92,4 +100,16 @@ class DirectoryState:
                 "ON CONFLICT (one) DO UPDATE SET version = excluded.version, "
                 "value = excluded.value WHERE excluded.version > manifest_mark.version",
                 (version, value),
+            )
+
+    def mark_rotation(self, new_key_id: str, value: bytes) -> None:
+        """Record an accepted root rotation (the first value per new key id stays)."""
+        if new_key_id in self.rotations:
+            return
+        self.rotations[new_key_id] = value
+        if self._db is not None:
+            self._db.execute(
+                "INSERT INTO root_rotation (new_key_id, value) VALUES (?, ?) "
+                "ON CONFLICT (new_key_id) DO NOTHING",
+                (new_key_id, value),
             )

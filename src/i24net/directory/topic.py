@@ -4,8 +4,10 @@ The functions take an already-started aiokafka producer or consumer, so the
 caller owns connection settings, TLS and lifecycle. Key = station code
 (UTF-8), value = the signed ``net.i24.DirectoryEntry``; the GS-signed
 manifest (:mod:`i24net.directory.manifest`) sits on the same topic under the
-reserved key ``@manifest``, so that it is compacted like the entries, read
-by the same consumers and written under the same ACL.
+reserved key ``@manifest``, and each GS root rotation
+(:mod:`i24net.directory.roots`) under ``@root/<new root key id>``, so that
+they are compacted like the entries, read by the same consumers and written
+under the same ACL.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from i24net.directory._directory import Directory
 from i24net.directory.manifest import MANIFEST_KEY
 from i24net.directory.reader import DirectoryReader
+from i24net.directory.roots import ROTATION_PREFIX, Roots
 from i24net.errors import DirectoryError
 from i24net.keys import RootPublic
 from i24net.schemas import SchemaStore
@@ -29,12 +32,18 @@ async def publish(
     *,
     topic: str = TOPIC,
     manifest: bytes | None = None,
+    rotations: Mapping[str, bytes] | None = None,
 ) -> None:
     """Send every signed entry, keyed by station code, and wait for the acks.
 
+    ``rotations`` (new root key id -> signed rotation value) are sent and
+    acknowledged first, so that a reader meets a new root before what it signed.
     ``manifest`` (a signed manifest value) is sent after every entry is
     acknowledged, so that it never names an entry the topic does not hold.
     """
+    for new_key_id, value in sorted((rotations or {}).items()):
+        key = (ROTATION_PREFIX + new_key_id).encode()
+        await (await producer.send(topic, key=key, value=value))
     futures = [
         await producer.send(topic, key=code.encode(), value=entry)
         for code, entry in sorted(entries.items())
@@ -47,7 +56,7 @@ async def publish(
 
 async def read_all(
     consumer: Any,
-    root: RootPublic,
+    root: RootPublic | Roots,
     store: SchemaStore,
     *,
     topic: str = TOPIC,
