@@ -13,6 +13,11 @@ raises ``VerificationError(reason, detail)``; nothing returns a bool.
     deliveries = router.deliver(inbound, ["JP", "BR"])        # station -> bytes (i24.in.*)
     opened = Receiver(jp_secrets, directory, jp_window).open(deliveries["JP"])
     opened.header, opened.payload, opened.attestation
+
+Two versions coexist (docs/envelope.md, part 2): the router key given to a
+``Sender`` decides which it seals (``current_encryption_key("GS", now,
+version=2)`` for v2), every reader opens both, and the router delivers in
+the version it received.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from i24net.envelope._crypto import (
     message_digest,
 )
 from i24net.envelope._envelope import (
+    VERSIONS,
     Attestation,
     Decision,
     Inbound,
@@ -36,6 +42,7 @@ from i24net.envelope._envelope import (
     Receiver,
     Router,
     Sender,
+    envelope_version,
     open_delivery,
     seal,
 )
@@ -57,6 +64,7 @@ __all__ = [
     "LABEL_SENDER_SIG",
     "LABEL_WRAP_GS",
     "LABEL_WRAP_RECIPIENT",
+    "VERSIONS",
     "Attestation",
     "Decision",
     "Handling",
@@ -76,6 +84,7 @@ __all__ = [
     "SharedKeys",
     "addressed",
     "check_addressed",
+    "envelope_version",
     "message_digest",
     "new_message_id",
     "open_delivery",

@@ -1,8 +1,16 @@
-"""Seal, route and open envelopes (docs/envelope.md §2–6)."""
+"""Seal, route and open envelopes (docs/envelope.md §2–6, and part 2 for v2).
+
+Both versions go through the same classes: a ``Sender`` seals v1 or v2 as
+its router key says (a v1 X25519 key or a v2 KEM key), ``Router.open`` and
+``Receiver.open`` dispatch on the 10-byte version prefix, and
+``Router.deliver`` answers in the version it received (a station is
+delivered v2 with its own suite). The v2 wire and crypto are in ``_v2``.
+"""
 
 from __future__ import annotations
 
 import enum
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +21,7 @@ from nacl.signing import VerifyKey
 
 from i24net.directory import Directory, PeerKey
 from i24net.envelope import _crypto as c
+from i24net.envelope import _v2 as v2
 from i24net.envelope import _wire as wire
 from i24net.envelope._addressing import check_addressed
 from i24net.envelope._header import Header
@@ -32,8 +41,21 @@ ENVELOPE = "net.i24.Envelope"
 HEADER = "net.i24.Header"
 ATTESTATION = "net.i24.Attestation"
 PREFIX_SIZE = 10
+VERSIONS = (1, 2)
+"""Envelope versions this code reads and writes."""
 
 Rng = Callable[[int], bytes]
+
+
+@functools.cache
+def _default_prefixes() -> dict[bytes, int]:
+    store = SchemaStore.default()
+    return {MAGIC + store.fingerprint(ENVELOPE): 1, MAGIC + store.fingerprint(v2.ENVELOPE_V2): 2}
+
+
+def envelope_version(data: bytes) -> int | None:
+    """The version an envelope's prefix names (unverified: for metrics labels), or None."""
+    return _default_prefixes().get(bytes(data[:PREFIX_SIZE]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +125,7 @@ class Opened:
     payload: bytes = field(repr=False)
     attestation: Attestation
     message_digest: bytes
+    version: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +140,7 @@ class Inbound:
     _nonce: bytes = field(repr=False)
     _ciphertext: bytes = field(repr=False)
     _content_key: bytes = field(repr=False)
+    version: int = 1
 
 
 @dataclass(slots=True)
@@ -154,6 +178,20 @@ class _Codec:
         if self.fast:
             self._hdr = wire.HeaderCodec(self.store)
             self._att = wire.AttestationCodec(self.store, Decision)
+        try:
+            self.v2_prefix: bytes | None = MAGIC + self.store.fingerprint(v2.ENVELOPE_V2)
+        except Exception:  # a store without the v2 schemas reads v1 only
+            self.v2_prefix = None
+        self._v2: v2.CodecV2 | None = None
+
+    @property
+    def codec2(self) -> v2.CodecV2:
+        if self._v2 is None:
+            self._v2 = v2.CodecV2(self.store, self.limits.max_envelope, self.limits.max_header)
+        return self._v2
+
+    def is_v2(self, data: bytes) -> bool:
+        return self.v2_prefix is not None and bytes(data[:PREFIX_SIZE]) == self.v2_prefix
 
     def encode_header(self, header: Header) -> bytes:
         problems = header.problems(self.limits.max_lifetime_ms)
@@ -349,6 +387,62 @@ def _encrypt_and_sign(
     return Inbound(header, payload, digest, hb, sig, nonce, ct, key)
 
 
+def _encrypt_and_sign_v2(
+    s: StationSecrets, codec: _Codec, rng: Rng, header: Header, payload: bytes
+) -> Inbound:
+    """The v2 sender side: commit to a fresh content key, encrypt the hidden header
+    fields with the payload, sign the clear header, nonce and ciphertext."""
+    if (header.sender, header.sender_key_id) != (s.station, s.signing_key_id):
+        raise EnvelopeError(
+            f"header names sender {header.sender}/{header.sender_key_id}, "
+            f"the keys are {s.station}/{s.signing_key_id}"
+        )
+    lim = codec.limits
+    if len(payload) > lim.max_payload:
+        raise OversizedError(f"payload is {len(payload)} bytes, over {lim.max_payload}")
+    problems = header.problems(lim.max_lifetime_ms)
+    if problems:
+        raise EnvelopeError(f"invalid header: {'; '.join(problems)}")
+    c2 = codec.codec2
+    key = rng(c.KEY_SIZE)
+    nonce = rng(c.NONCE_SIZE)
+    try:
+        size = c2.metadata_size(header)
+        hb = c2.encode_header(header, v2.key_commitment(key))
+        content = c2.encode_content(header, payload)
+    except (wire.WireError, AttributeError, TypeError) as exc:
+        raise EnvelopeError(f"header does not match {v2.HEADER_V2}: {exc}") from exc
+    if size > lim.max_header:
+        raise OversizedError(f"header is {size} bytes, over {lim.max_header}")
+    ct = c.seal_body(v2.body_key(key), nonce, content, hb)
+    digest = v2.message_digest(hb, nonce, ct)
+    sig = s.signing.sign(v2.LABEL_SENDER_SIG + digest).signature
+    return Inbound(header, payload, digest, hb, sig, nonce, ct, key, version=2)
+
+
+def _decrypt_v2(codec: _Codec, p: v2.ParsedV2, key: bytes) -> tuple[Header, bytes]:
+    """Steps 10a–12 of part 2 §6: commitment, body, then the hidden fields' rules."""
+    v2.check_commitment(key, p.header.key_commitment)
+    content = c.open_body(v2.body_key(key), p.nonce, p.ciphertext, p.header_bytes)
+    try:
+        header, payload = codec.codec2.decode_content(p.header, content)
+    except (wire.WireError, ValueError) as exc:
+        raise VerificationError(Reason.MALFORMED, f"sealed content: {exc}") from None
+    problems = header.problems(codec.limits.max_lifetime_ms)
+    if problems:
+        raise VerificationError(Reason.MALFORMED, "; ".join(problems))
+    return header, payload
+
+
+def _parse_v2(codec: _Codec, data: bytes) -> v2.ParsedV2:
+    """Steps 1–3 of part 2 §6, with the rules of §2.3 that concern the clear fields."""
+    p = codec.codec2.parse(data)
+    problems = p.header.placeholder().problems(codec.limits.max_lifetime_ms)
+    if problems:
+        raise VerificationError(Reason.MALFORMED, "; ".join(problems))
+    return p
+
+
 def _unwrap_and_decrypt(
     p: _Parsed, shared: c.SharedKeys, peer: PeerKey, label: bytes, digest: bytes
 ) -> tuple[bytes, bytes]:
@@ -366,13 +460,17 @@ def _unwrap_and_decrypt(
 
 
 def _verify_sender(
-    p: _Parsed, directory: Directory, replay: ReplayWindow, appended_ms: int | None = None
+    p: _Parsed | v2.ParsedV2,
+    directory: Directory,
+    replay: ReplayWindow,
+    appended_ms: int | None = None,
 ) -> bytes:
     """Steps 4–7: sender key, signature, time, replay. Returns the message digest.
 
     ``appended_ms`` is a time the sender does not choose (the broker's append time at
     the router): a key revoked (or suspended) by then refuses the message, however far
-    back the sender dated ``created_ms``."""
+    back the sender dated ``created_ms``. The same steps for both versions, with each
+    version's digest and label."""
     h = p.header
     vk = directory.signing_key(h.sender, h.sender_key_id, h.created_ms)
     if appended_ms is not None and appended_ms > h.created_ms:
@@ -381,9 +479,15 @@ def _verify_sender(
         except VerificationError as exc:
             if exc.reason in (Reason.REVOKED_KEY, Reason.SUSPENDED_KEY):
                 raise
-    digest = c.message_digest(p.header_bytes, p.nonce, p.ciphertext)
+    if isinstance(p, v2.ParsedV2):
+        digest, label = (
+            v2.message_digest(p.header_bytes, p.nonce, p.ciphertext),
+            v2.LABEL_SENDER_SIG,
+        )
+    else:
+        digest, label = c.message_digest(p.header_bytes, p.nonce, p.ciphertext), c.LABEL_SENDER_SIG
     try:
-        vk.verify(c.LABEL_SENDER_SIG + digest, p.signature)
+        vk.verify(label + digest, p.signature)
     except BadSignatureError:
         raise VerificationError(Reason.BAD_SIGNATURE, f"sender {h.sender}") from None
     replay.check(h.message_id, h.created_ms, h.expires_ms)
@@ -397,9 +501,15 @@ class _Holder:
         self.secrets = secrets
         self._by_enc = {s.encryption_key_id: (s, c.SharedKeys(s.encryption)) for s in previous}
         self._by_enc[secrets.encryption_key_id] = (secrets, c.SharedKeys(secrets.encryption))
+        self._by_kem = {s.kem_key_id: s for s in (*previous, secrets) if s.kem_key_id is not None}
 
     def own(self, key_id: str) -> tuple[StationSecrets, c.SharedKeys] | None:
         return self._by_enc.get(key_id)
+
+    def own_kem(self, key_id: str, suite: object) -> StationSecrets | None:
+        """The key set holding KEM key ``key_id`` of ``suite`` (v2), or None."""
+        s = self._by_kem.get(key_id)
+        return s if s is not None and s.kem is not None and s.kem_suite == suite else None
 
 
 class Sender:
@@ -420,11 +530,30 @@ class Sender:
         self._codec = _Codec(store, limits)
         self._shared = c.SharedKeys(secrets.encryption)
 
+    @property
+    def version(self) -> int:
+        """The envelope version this sender seals (its router key's)."""
+        return 1 if self.router_key.suite is None else 2
+
     def seal(self, header: Header, payload: bytes) -> bytes:
         s = self.secrets
+        rk = self.router_key
+        if rk.suite is not None:
+            m = _encrypt_and_sign_v2(s, self._codec, self.rng, header, payload)
+            c2 = self._codec.codec2
+            info = v2.wrap_info(
+                v2.LABEL_WRAP_GS, s.station, rk.station, rk.key_id, m.message_digest
+            )
+            wrapped = v2.wrap(rk.suite, rk.public_key, m._content_key, info)  # type: ignore[arg-type]
+            return b"".join(
+                (
+                    *c2.body_parts(m._header_bytes, m._signature, m._nonce, m._ciphertext),
+                    c2.wrap_record(rk.suite, rk.station, rk.key_id, wrapped),
+                    b"\x00\x00",
+                )
+            )
         m = _encrypt_and_sign(s, self._codec, self.rng, header, payload)
         wrapper = (s.station, s.encryption_key_id)
-        rk = self.router_key
         recipient = (rk.station, rk.key_id)
         wrapped = self._shared.wrap(
             m._content_key, rk.public_key, c.LABEL_WRAP_GS, wrapper, recipient, m.message_digest
@@ -471,6 +600,8 @@ class Router:
     def open(self, data: bytes, *, record: bool = True, appended_ms: int | None = None) -> Inbound:
         """Steps 1–11 at the router. ``record=False`` leaves ``replay.record`` to the caller;
         ``appended_ms``: the broker's append time of the record (see ``_verify_sender``)."""
+        if self._codec.is_v2(data):
+            return self._open_v2(data, record, appended_ms)
         p = self._codec.parse(data)
         h = p.header
         digest = _verify_sender(p, self.directory, self.replay, appended_ms)
@@ -486,12 +617,32 @@ class Router:
             self.replay.record(h.message_id, h.expires_ms)
         return Inbound(h, payload, digest, p.header_bytes, p.signature, p.nonce, p.ciphertext, key)
 
+    def _open_v2(self, data: bytes, record: bool, appended_ms: int | None) -> Inbound:
+        """Part 2 §6 at the router."""
+        p = _parse_v2(self._codec, data)
+        h = p.header
+        digest = _verify_sender(p, self.directory, self.replay, appended_ms)
+        if p.attestation is not None:
+            raise VerificationError(Reason.MALFORMED, "a sender envelope carries an attestation")
+        mine = self._holder.own_kem(p.recipient_key_id, p.suite)
+        if p.recipient != self.station or mine is None or mine.kem is None:
+            raise VerificationError(Reason.WRONG_RECIPIENT, f"wrap for {p.recipient}")
+        info = v2.wrap_info(v2.LABEL_WRAP_GS, h.sender, p.recipient, p.recipient_key_id, digest)
+        key = v2.unwrap(p.suite, mine.kem, p.wrapped, info)
+        header, payload = _decrypt_v2(self._codec, p, key)
+        if record:
+            self.replay.record(h.message_id, h.expires_ms)
+        return Inbound(
+            header, payload, digest, p.header_bytes, p.signature, p.nonce, p.ciphertext, key, 2
+        )
+
     def originate(
         self,
         header: Header,
         payload: bytes,
         recipients: Iterable[str],
         *,
+        version: int | None = None,
         decision: Decision = Decision.SCREEN_PASSED,
         review_id: str | None = None,
     ) -> dict[str, bytes]:
@@ -502,9 +653,23 @@ class Router:
         ``deliver`` would give for the same content key and nonce (the same
         sender signature, one attestation, one wrap per recipient), without
         the wrap to the GS and the verification of its own envelope.
+
+        ``version`` None: 2 when every recipient has a usable v2 key now, else 1.
         """
-        inbound = _encrypt_and_sign(self._holder.secrets, self._codec, self.rng, header, payload)
-        return self.deliver(inbound, recipients, decision=decision, review_id=review_id)
+        stations = list(recipients)
+        if version is None:
+            now = self.replay.clock()
+            version = (
+                2
+                if stations
+                and all(2 in self.directory.envelope_versions(st, now) for st in stations)
+                else 1
+            )
+        if version not in VERSIONS:
+            raise EnvelopeError(f"envelope version {version} does not exist")
+        make = _encrypt_and_sign if version == 1 else _encrypt_and_sign_v2
+        inbound = make(self._holder.secrets, self._codec, self.rng, header, payload)
+        return self.deliver(inbound, stations, decision=decision, review_id=review_id)
 
     def deliver(
         self,
@@ -516,14 +681,18 @@ class Router:
         suspended_ok: bool = False,
     ) -> dict[str, bytes]:
         """One delivery envelope per recipient station, keyed by station code
-        (``suspended_ok``: see ``Directory.current_encryption_key``)."""
+        (``suspended_ok``: see ``Directory.current_encryption_key``), in ``inbound.version``:
+        in v2 each recipient's wrap is made to its own current KEM key and suite."""
         now = self.replay.clock()
+        version = inbound.version
         stations = tuple(sorted(set(recipients)))
         peers = []
         for st in stations:
             try:
                 peers.append(
-                    self.directory.current_encryption_key(st, now, suspended_ok=suspended_ok)
+                    self.directory.current_encryption_key(
+                        st, now, version=version, suspended_ok=suspended_ok
+                    )
                 )
             except VerificationError as exc:
                 raise VerificationError(Reason.UNKNOWN_RECIPIENT, f"{st}: {exc.detail}") from None
@@ -539,11 +708,14 @@ class Router:
             review_id,
         )
         ab = self._codec.encode_attestation(att)
-        asig = s.signing.sign(c.LABEL_ATTESTATION + ab).signature
+        label = c.LABEL_ATTESTATION if version == 1 else v2.LABEL_ATTESTATION
+        asig = s.signing.sign(label + ab).signature
+        tail = b"\x02" + _avro_bytes(ab) + b"\x02" + _avro_bytes(asig)
+        if version == 2:
+            return self._deliver_v2(inbound, peers, tail)
         head = self._codec.body_parts(
             inbound._header_bytes, inbound._signature, inbound._nonce, inbound._ciphertext
         )
-        tail = b"\x02" + _avro_bytes(ab) + b"\x02" + _avro_bytes(asig)
         shared = self._holder.own(s.encryption_key_id)
         assert shared is not None
         wrapper = (s.station, s.encryption_key_id)
@@ -560,6 +732,26 @@ class Router:
             )
             out[peer.station] = b"".join(
                 (*head, self._codec.wrap(wrapper, recipient, wrapped), tail)
+            )
+        return out
+
+    def _deliver_v2(self, inbound: Inbound, peers: list[PeerKey], tail: bytes) -> dict[str, bytes]:
+        """One HPKE wrap per recipient, to its own suite; the rest is shared bytes."""
+        c2 = self._codec.codec2
+        head = b"".join(
+            c2.body_parts(
+                inbound._header_bytes, inbound._signature, inbound._nonce, inbound._ciphertext
+            )
+        )
+        me = self.station
+        key, digest = inbound._content_key, inbound.message_digest
+        out: dict[str, bytes] = {}
+        for peer in peers:
+            assert peer.suite is not None
+            info = v2.wrap_info(v2.LABEL_WRAP_RECIPIENT, me, peer.station, peer.key_id, digest)
+            wrapped = v2.wrap(peer.suite, peer.public_key, key, info)  # type: ignore[arg-type]
+            out[peer.station] = b"".join(
+                (head, c2.wrap_record(peer.suite, peer.station, peer.key_id, wrapped), tail)
             )
         return out
 
@@ -585,7 +777,9 @@ class Receiver:
         self._codec = _Codec(store, limits)
 
     def open(self, data: bytes, *, record: bool = True) -> Opened:
-        """Steps 1–11 for a delivery envelope."""
+        """Steps 1–11 for a delivery envelope (part 2 §6 for v2)."""
+        if self._codec.is_v2(data):
+            return self._open_v2(data, record)
         p = self._codec.parse(data)
         h = p.header
         digest = _verify_sender(p, self.directory, self.replay)
@@ -607,15 +801,34 @@ class Receiver:
             self.replay.record(h.message_id, h.expires_ms)
         return Opened(h, payload, att, digest)
 
-    def _attestation(self, p: _Parsed, digest: bytes) -> Attestation:
+    def _open_v2(self, data: bytes, record: bool) -> Opened:
+        """Part 2 §6 at a recipient: addressing is checked on the decrypted header."""
+        p = _parse_v2(self._codec, data)
+        h = p.header
+        digest = _verify_sender(p, self.directory, self.replay)
+        att = self._attestation(p, digest)
+        me = self._holder.secrets.station
+        mine = self._holder.own_kem(p.recipient_key_id, p.suite)
+        if p.recipient != me or mine is None or mine.kem is None or me not in att.recipients:
+            raise VerificationError(Reason.WRONG_RECIPIENT, f"wrap for {p.recipient}")
+        info = v2.wrap_info(v2.LABEL_WRAP_RECIPIENT, self.router, me, p.recipient_key_id, digest)
+        key = v2.unwrap(p.suite, mine.kem, p.wrapped, info)
+        header, payload = _decrypt_v2(self._codec, p, key)
+        check_addressed(header, me, self.directory)
+        if record:
+            self.replay.record(h.message_id, h.expires_ms)
+        return Opened(header, payload, att, digest, 2)
+
+    def _attestation(self, p: _Parsed | v2.ParsedV2, digest: bytes) -> Attestation:
         if p.attestation is None or p.attestation_signature is None:
             raise VerificationError(Reason.BAD_ATTESTATION, "delivery without attestation")
         att = self._codec.decode_attestation(p.attestation)
         if att.router != self.router:
             raise VerificationError(Reason.BAD_ATTESTATION, f"attested by {att.router}")
         vk: VerifyKey = self.directory.signing_key(att.router, att.router_key_id, att.decided_ms)
+        label = v2.LABEL_ATTESTATION if isinstance(p, v2.ParsedV2) else c.LABEL_ATTESTATION
         try:
-            vk.verify(c.LABEL_ATTESTATION + p.attestation, p.attestation_signature)
+            vk.verify(label + p.attestation, p.attestation_signature)
         except BadSignatureError:
             raise VerificationError(Reason.BAD_ATTESTATION, "bad router signature") from None
         skew = self.replay.skew_ms

@@ -31,6 +31,8 @@ from prometheus_client import CollectorRegistry
 from i24net import __version__
 from i24net.clock import Clock, system_clock
 from i24net.directory import Directory, DirectoryState
+from i24net.directory.reader import directory_from_entries, learn_rotation_files
+from i24net.directory.roots import Roots, load_roots
 from i24net.envelope import Precedence
 from i24net.errors import ConfigError, DirectoryError, IntakeRefusedError
 from i24net.gateway import outbox
@@ -46,20 +48,26 @@ from i24net.gateway.keyring import PreviousKeys
 from i24net.gateway.metrics import GatewayMetrics
 from i24net.gateway.settings import Settings
 from i24net.gateway.tls import uvicorn_ssl, with_peer_cert
-from i24net.keys import load_root_public, load_station
+from i24net.keys import load_station
 from i24net.schemas import SchemaStore
 from i24net.service import HttpServer, build_info, health_router
 
 log = logging.getLogger(__name__)
 
 
-def load_directory(entries: Path, root_public: Path, store: SchemaStore) -> Directory:
-    """The verified directory from a folder of ``<STATION>.entry`` files."""
-    root = load_root_public(root_public)
+def load_directory(
+    entries: Path, roots: Path | list[Path] | Roots, store: SchemaStore
+) -> Directory:
+    """The verified directory from a folder of ``<STATION>.entry`` files, each checked by
+    the trusted root it names (``roots``: one root public file, several, or a set), after
+    the root rotations (``*.rotation`` files) in the folder that those roots signed."""
+    if not isinstance(roots, Roots):
+        roots = load_roots([roots] if isinstance(roots, Path) else roots)
     files = sorted(entries.glob("*.entry")) if entries.is_dir() else []
     if not files:
         raise ConfigError(f"no <STATION>.entry directory files in {entries}")
-    return Directory.from_entries([f.read_bytes() for f in files], root, store)
+    roots = learn_rotation_files(entries, roots, store)
+    return directory_from_entries([f.read_bytes() for f in files], roots, store)
 
 
 class Gateway:
@@ -85,9 +93,8 @@ class Gateway:
                 f"key file {settings.keys.secret} is for {self.secrets.station}, "
                 f"the settings name station {settings.station}"
             )
-        self._directory = load_directory(
-            settings.directory.entries, settings.keys.root_public, self.store
-        )
+        roots = load_roots([settings.keys.root_public, *settings.keys.roots])
+        self._directory = load_directory(settings.directory.entries, roots, self.store)
         if settings.station not in self._directory:
             raise ConfigError(f"station {settings.station} is not in the directory")
         self._directory_gauges()
@@ -98,7 +105,7 @@ class Gateway:
                 settings.directory.topic,
                 self.conn,
                 self.metrics,
-                load_root_public(settings.keys.root_public),
+                roots,  # the follower's reader adds the rotations it accepts
                 self.store,
                 get=self.directory,
                 replace=self._replace_directory,

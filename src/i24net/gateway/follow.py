@@ -47,6 +47,7 @@ from typing import Any
 from i24net.audit.topic import prime
 from i24net.clock import Clock, system_clock
 from i24net.directory import Directory, DirectoryReader, DirectoryState, Outcome
+from i24net.directory.roots import Roots
 from i24net.errors import DirectoryError
 from i24net.gateway.metrics import GatewayMetrics
 from i24net.kafka import KafkaConnection
@@ -81,7 +82,7 @@ class DirectoryFollower:
         topic: str,
         conn: KafkaConnection,
         metrics: GatewayMetrics,
-        root: RootPublic,
+        root: RootPublic | Roots,
         store: SchemaStore,
         *,
         get: Callable[[], Directory],

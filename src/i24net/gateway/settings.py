@@ -26,6 +26,12 @@ class _Frozen(BaseModel):
 class KeySettings(_Frozen):
     secret: Path = Field(description="this station's <STATION>.secret.json (mode 0600)")
     root_public: Path = Field(description="the pinned GS root public key (gs-root.public.json)")
+    roots: list[Path] = Field(
+        default_factory=list,
+        description="further trusted GS root public key files (a set by key id, each file may "
+        "carry valid_from_ms and valid_until_ms), besides root_public; a root rotation on the "
+        "directory topic extends the set by itself (docs/security.md, Root rotation)",
+    )
     previous: list[Path] = Field(
         default_factory=list,
         description="this station's key files from before a rotation: deliveries still "
@@ -253,6 +259,9 @@ def load_settings(path: Path) -> Settings:
     previous = raw.get("keys", {}).get("previous") if isinstance(raw.get("keys"), dict) else None
     if isinstance(previous, list):
         raw["keys"]["previous"] = [str(base / p) if isinstance(p, str) else p for p in previous]
+    roots = raw.get("keys", {}).get("roots") if isinstance(raw.get("keys"), dict) else None
+    if isinstance(roots, list):
+        raw["keys"]["roots"] = [str(base / p) if isinstance(p, str) else p for p in roots]
     return parse_settings(raw, source=str(path))
 
 

@@ -44,9 +44,10 @@ from i24net.audit import (
 from i24net.audit.topic import prime
 from i24net.clock import Clock, system_clock
 from i24net.directory import Directory, DirectoryReader, DirectoryState, read_all
+from i24net.directory.roots import load_roots
 from i24net.errors import BrokerError, Reason, ServiceError
 from i24net.kafka import TopicSpec, ensure_topics
-from i24net.keys import load_root_public, load_station
+from i24net.keys import load_station
 from i24net.policy import Engine, load_policy
 from i24net.provision import OUT_RETENTION_MS, OUT_TOPIC_CONFIG, SEEN_RETENTION_MS
 from i24net.replay import ReplayWindow
@@ -191,7 +192,7 @@ class RouterApp:
             registry=self.registry,
         )
         previous = list(self._keyring.previous)
-        root = load_root_public(s.keys.root_public)
+        root = load_roots([s.keys.root_public, *s.keys.roots])  # a rotation on the topic adds one
         engine, digest, self._policy_stat = _load_policy(s.policy.file)
         await ensure_topics(self.conn, topic_specs(s))
         kw = self.conn.client_kwargs()

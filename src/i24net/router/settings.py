@@ -124,6 +124,10 @@ class KeysSection(_S):
     retention (30 days with the shipped settings: router/keyring.py)."""
     root_public: Path
     """The pinned GS root public key that signs the directory."""
+    roots: list[Path] = []
+    """Further trusted GS root public key files (a set by key id, each may carry
+    ``valid_from_ms``/``valid_until_ms``); a root rotation on the directory topic extends
+    the set by itself (docs/security.md, "Root rotation")."""
 
 
 class StateSection(_S):
@@ -233,6 +237,7 @@ def load_settings(path: Path) -> RouterSettings:
                     "gs_secret": rel(s.keys.gs_secret),
                     "previous": [rel(p) for p in s.keys.previous],
                     "root_public": rel(s.keys.root_public),
+                    "roots": [rel(p) for p in s.keys.roots],
                 }
             ),
             "state": StateSection(dir=rel(s.state.dir)),
