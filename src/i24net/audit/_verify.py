@@ -1,13 +1,27 @@
-"""Walking ``i24.audit`` and reporting every edit, gap, reordering or duplicate."""
+"""Walking ``i24.audit`` and reporting every edit, gap, reordering or duplicate, and
+with :class:`HeadCheck` every signed head that does not verify and every unsigned tail."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from i24net.audit._chain import HASH_HEADER, SCHEMA, ZERO, Head, chain_hash
-from i24net.errors import CodecError
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from i24net.audit._chain import (
+    HASH_HEADER,
+    HEAD_KEY_HEADER,
+    HEAD_SIG_HEADER,
+    SCHEMA,
+    ZERO,
+    Head,
+    chain_hash,
+    head_message,
+    key_station,
+)
+from i24net.errors import CodecError, I24Error
 from i24net.schemas import SchemaStore
 
 
@@ -18,6 +32,20 @@ class ProblemKind(enum.StrEnum):
     DUPLICATE = "duplicate"
     MALFORMED = "malformed"
     TRUNCATED = "truncated"
+    BAD_HEAD = "bad_head"
+    """A signed head that does not verify: a rewritten prefix, a forged or foreign signature."""
+    UNSIGNED = "unsigned"
+    """Records after the last verified signed head (appended without the GS key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeadCheck:
+    """How :func:`verify_chain` checks signed heads: the station whose key signs them (the
+    GS) and its signing key by key id at a time (``Directory.signing_key``, which raises
+    for a key unknown, revoked, suspended or outside its validity then)."""
+
+    station: str
+    key: Callable[[str, str, int], VerifyKey]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +80,9 @@ class ChainSummary:
     chain: str
     records: int = 0
     head: Head = field(default_factory=Head)
+    signed_through: int | None = None
+    """Highest sequence covered by a verified signed head (None: none, or not checked)."""
+    signed_heads: int = 0
 
 
 @dataclass(slots=True)
@@ -74,6 +105,9 @@ class _Rec:
     previous: bytes
     hash: bytes
     claimed: bytes | None
+    at_ms: int = 0
+    head_key_id: str | None = None
+    head_sig: bytes | None = None
 
 
 def verify_chain(
@@ -81,6 +115,7 @@ def verify_chain(
     store: SchemaStore,
     *,
     expect: dict[str, tuple[int, bytes]] | None = None,
+    heads: HeadCheck | None = None,
 ) -> Report:
     """Check every chain found in ``records`` (in topic order).
 
@@ -92,6 +127,14 @@ def verify_chain(
     present, tells which). ``expect`` maps a chain to the (length, head hash)
     an operator recorded earlier (the router exports both): a shorter or
     different chain is TRUNCATED, which catches deletion of the last records.
+
+    ``heads``: check every signed head (``i24-audit-head-*`` headers, docs/router.md)
+    against the GS signing key valid at the record's ``at_ms``. A head that does
+    not verify is BAD_HEAD (the chain up to it was rewritten, its hash
+    recomputed, or the signature is forged or by another station's key);
+    records after the last verified head are UNSIGNED (appended without the GS
+    key, or the heads were stripped). Without ``heads`` the chain is only
+    self-consistent: whoever rebuilds the topic can recompute every hash.
     """
     report = Report()
     by_chain: dict[str, list[_Rec]] = {}
@@ -110,18 +153,29 @@ def verify_chain(
                 Problem(ProblemKind.MALFORMED, chain, None, raw.offset, f"does not decode: {exc}")
             )
             continue
-        claimed = next((v for k, v in raw.headers if k == HASH_HEADER), None)
+        hs = dict(raw.headers)
+        claimed = hs.get(HASH_HEADER)
+        try:
+            claimed_hash = bytes.fromhex(claimed.decode()) if claimed else None
+        except ValueError:  # headers are untrusted: a bad one only loses its convenience
+            claimed_hash = None
+        kid = hs.get(HEAD_KEY_HEADER)
         by_chain.setdefault(chain, []).append(
             _Rec(
                 raw.offset,
                 int(rec["sequence"]),
                 bytes(rec["previous_hash"]),
                 chain_hash(chain, bytes(rec["previous_hash"]), raw.value),
-                bytes.fromhex(claimed.decode()) if claimed else None,
+                claimed_hash,
+                int(rec["at_ms"]),
+                kid.decode("utf-8", "replace") if kid is not None else None,
+                hs.get(HEAD_SIG_HEADER),
             )
         )
     for chain, recs in by_chain.items():
         report.problems.extend(_check(chain, recs, report))
+        if heads is not None:
+            report.problems.extend(_check_heads(chain, recs, report.chains[chain], heads))
     for chain, (length, head_hash) in (expect or {}).items():
         summary = report.chains.get(chain)
         have = summary.head if summary else Head()
@@ -228,6 +282,61 @@ def _check(chain: str, recs: list[_Rec], report: Report) -> list[Problem]:
         summary.head = Head(top + 1, by_seq[top].hash)
     report.chains[chain] = summary
     return out
+
+
+def _check_heads(
+    chain: str, recs: list[_Rec], summary: ChainSummary, heads: HeadCheck
+) -> list[Problem]:
+    """Verify each signed head of ``chain``; report bad ones and the unsigned tail."""
+    out: list[Problem] = []
+    by_seq: dict[int, _Rec] = {}
+    for r in recs:
+        by_seq.setdefault(r.sequence, r)
+    for seq in sorted(by_seq):
+        r = by_seq[seq]
+        if r.head_key_id is None and r.head_sig is None:
+            continue
+        why = _head_problem(chain, r, heads)
+        if why is None:
+            summary.signed_heads += 1
+            summary.signed_through = seq
+        else:
+            out.append(Problem(ProblemKind.BAD_HEAD, chain, seq, r.offset, why))
+    top = max(by_seq) if by_seq else -1
+    first = 0 if summary.signed_through is None else summary.signed_through + 1
+    if first <= top:
+        span = f"{first}" if first == top else f"{first}..{top}"
+        out.append(
+            Problem(
+                ProblemKind.UNSIGNED,
+                chain,
+                first,
+                by_seq[first].offset if first in by_seq else None,
+                f"sequence {span} not covered by a signed head of {heads.station} "
+                f"(appended without its key, or its signed head was removed)",
+            )
+        )
+    return out
+
+
+def _head_problem(chain: str, r: _Rec, heads: HeadCheck) -> str | None:
+    if r.head_key_id is None or r.head_sig is None:
+        return "incomplete signed head (key id or signature header missing)"
+    station = key_station(r.head_key_id)
+    if station != heads.station:
+        return f"signed head by key {r.head_key_id!r}, not a key of {heads.station}"
+    try:
+        vk = heads.key(station, r.head_key_id, r.at_ms)
+    except I24Error as exc:
+        return f"signed head key {r.head_key_id} not valid at {r.at_ms}: {exc}"
+    try:
+        vk.verify(head_message(chain, r.sequence, r.hash, r.at_ms, r.head_key_id), r.head_sig)
+    except (BadSignatureError, ValueError, TypeError):
+        return (
+            f"signed head does not verify with {r.head_key_id}: the chain up to seq "
+            f"{r.sequence} was rewritten (its hash recomputed) or the signature is forged"
+        )
+    return None
 
 
 def _runs(xs: list[int]) -> list[list[int]]:

@@ -34,6 +34,7 @@ from i24net.audit import (
     Chain,
     Entry,
     Head,
+    HeadSigner,
     ProblemKind,
     Report,
     encode_reason,
@@ -225,7 +226,9 @@ class RouterApp:
         await self._start_seen()
         self._producer = await self._new_producer()  # fences a zombie with our transactional id
         head = await self._recover_head()
-        self._chain = Chain(s.chain_id, self.store, head)
+        # the GS signing key signs the chain's head once per transaction (docs/router.md)
+        signer = HeadSigner(secrets.signing_key_id, secrets.signing)
+        self._chain = Chain(s.chain_id, self.store, head, signer=signer)
         self.metrics.audit_chain_length.labels(s.chain_id).set(head.next_sequence)
         log.info("audit chain %s continues at sequence %d", s.chain_id, head.next_sequence)
         self._pipeline = Pipeline(
