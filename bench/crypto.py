@@ -6,6 +6,13 @@
 microseconds per operation, plus ``ratio_1k`` / ``ratio_64k``: (seal + open)
 divided by the sum of the primitives they call (target <= 1.25), and the
 per-recipient cost of a 195-station broadcast at the router.
+
+Envelope v2 (issue 17) rows, for 1 KiB payloads: ``v2x_*`` (HPKE X25519) and
+``v2h_*`` (HPKE ML-KEM-768 + X25519) seal, router open + deliver to 1, open,
+and the 195-station broadcast (total and per recipient); ``bytes_*`` the
+size of a sender envelope and of one delivery, per suite (v1 too). The raw
+HPKE wrap/unwrap and ML-DSA-65 vs Ed25519 sign/verify (with their sizes) are
+the numbers behind the signature decision of docs/envelope.md part 2.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import mldsa
 from nacl.bindings import (
     crypto_aead_xchacha20poly1305_ietf_decrypt,
     crypto_aead_xchacha20poly1305_ietf_encrypt,
@@ -40,7 +48,9 @@ from i24net.envelope import (  # noqa: E402
     SharedKeys,
     new_message_id,
 )
+from i24net.envelope import _v2 as v2  # noqa: E402
 from i24net.envelope._crypto import LABEL_WRAP_RECIPIENT  # noqa: E402
+from i24net.keys import KemSuite  # noqa: E402
 from i24net.stations import MEMBER_COUNTRIES  # noqa: E402
 
 
@@ -66,7 +76,7 @@ def run(duration_s: float = 10.0) -> dict[str, Any]:
     codes = [*sorted(MEMBER_COUNTRIES), "GS"]
     w = make_world(codes)
     fr, gs, jp = w.secrets["FR"], w.secrets["GS"], w.secrets["JP"]
-    slots = 27
+    slots = 27 + 2 * 8 + 2
     b = duration_s / slots
     out: dict[str, Any] = {}
     key, nonce = os.urandom(32), os.urandom(24)
@@ -132,13 +142,81 @@ def run(duration_s: float = 10.0) -> dict[str, Any]:
         bc = _per_op(lambda i=inbound, o=others: router.deliver(i, o), b * 2)
         out[f"broadcast195_{tag}_total"] = bc
         out[f"broadcast195_{tag}_per_recipient"] = bc / len(others)
+        if tag == "1k":
+            out["bytes_sender_1k"] = len(sealed)
+            out["bytes_delivery_1k"] = len(delivered)
+    for suite, tag in ((KemSuite.X25519, "v2x"), (KemSuite.MLKEM768_X25519, "v2h")):
+        out.update(_v2_rows(codes, suite, tag, b))
+    out.update(_signature_rows(b))
     return out
+
+
+def _v2_rows(codes: list[str], suite: KemSuite, tag: str, b: float) -> dict[str, float]:
+    """Envelope v2 in ``suite`` for every station: the same operations as v1, 1 KiB."""
+    w = make_world(codes, kem=suite)
+    fr, gs, jp = w.secrets["FR"], w.secrets["GS"], w.secrets["JP"]
+    out: dict[str, float] = {}
+    key = os.urandom(32)
+    info = os.urandom(90)
+    peer = w.directory.current_encryption_key("JP", T0, version=2)
+    assert jp.kem is not None
+    wrapped = v2.wrap(suite, peer.public_key, key, info)  # type: ignore[arg-type]
+    out[f"{tag}_hpke_wrap"] = _per_op(
+        lambda: v2.wrap(suite, peer.public_key, key, info),  # type: ignore[arg-type]
+        b,
+    )
+    out[f"{tag}_hpke_unwrap"] = _per_op(lambda: v2.unwrap(suite, jp.kem, wrapped, info), b)  # type: ignore[arg-type]
+    sender = Sender(fr, w.directory.current_encryption_key("GS", T0, version=2), store=w.store)
+    router = Router(gs, w.directory, w.window(), store=w.store)
+    receiver = Receiver(jp, w.directory, w.window(), store=w.store)
+    pt = os.urandom(1024)
+    header = Header(
+        new_message_id(T0),
+        "FR",
+        fr.signing_key_id,
+        Recipients.to("JP"),
+        "POLICE_MESSAGE",
+        Precedence.ROUTINE,
+        T0,
+        T0 + 3_600_000,
+        Language.EN,
+        PAYLOAD_FP,
+    )
+    sealed = sender.seal(header, pt)
+    inbound = router.open(sealed, record=False)
+    delivered = router.deliver(inbound, ["JP"])["JP"]
+    out[f"{tag}_seal_1k"] = _per_op(lambda: sender.seal(header, pt), b)
+    out[f"{tag}_route_open_1k"] = _per_op(lambda: router.open(sealed, record=False), b)
+    out[f"{tag}_route_deliver1_1k"] = _per_op(lambda: router.deliver(inbound, ["JP"]), b)
+    out[f"{tag}_open_1k"] = _per_op(lambda: receiver.open(delivered, record=False), b)
+    others = sorted(MEMBER_COUNTRIES - {"FR"})
+    bc = _per_op(lambda: router.deliver(inbound, others), b * 2)
+    out[f"{tag}_broadcast195_1k_total"] = bc
+    out[f"{tag}_broadcast195_1k_per_recipient"] = bc / len(others)
+    out[f"{tag}_bytes_sender_1k"] = len(sealed)
+    out[f"{tag}_bytes_delivery_1k"] = len(delivered)
+    return out
+
+
+def _signature_rows(b: float) -> dict[str, float]:
+    """ML-DSA-65 vs Ed25519 on a 52-byte message (label + digest), and the sizes."""
+    msg = os.urandom(52)
+    sk = mldsa.MLDSA65PrivateKey.generate()
+    pk = sk.public_key()
+    sig = sk.sign(msg)
+    pk.verify(sig, msg)
+    return {
+        "mldsa65_sign": _per_op(lambda: sk.sign(msg), b),
+        "mldsa65_verify": _per_op(lambda: pk.verify(sig, msg), b),
+        "mldsa65_signature_bytes": len(sig),
+        "mldsa65_public_key_bytes": len(pk.public_bytes_raw()),
+    }
 
 
 def _table(r: dict[str, Any]) -> str:
     lines = [f"{'measure':<34}{'value':>12}"]
     for k, v in r.items():
-        unit = "x" if k.startswith("ratio") else "us"
+        unit = "x" if k.startswith("ratio") else "B" if "bytes" in k else "us"
         lines.append(f"{k:<34}{v:>12.2f} {unit}")
     return "\n".join(lines)
 
