@@ -30,13 +30,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from i24net.clock import Clock
 from i24net.directory import Directory
 from i24net.envelope import Opened, Receiver
 from i24net.errors import CodecError, Reason, VerificationError
 from i24net.gateway import inbox, outbox
 from i24net.gateway.db import Database
-from i24net.gateway.intake import Intake, Prepared
+from i24net.gateway.intake import EnvelopeVersionMetrics, Intake, Prepared
 from i24net.gateway.keyring import PreviousKeys
 from i24net.gateway.metrics import GatewayMetrics
 from i24net.gateway.settings import Settings
@@ -105,6 +107,13 @@ class InboundStream:
         self._receiver: Receiver | None = None
         self._receiver_dir: Directory | None = None
         self._receiver_keys = -1
+        # The envelope version counters live next to the key metrics (the registry the
+        # app gave PreviousKeys); intake seals in the configured [envelope] version.
+        self.versions = EnvelopeVersionMetrics.create(
+            previous.registry if previous is not None else CollectorRegistry()
+        )
+        intake.version = settings.envelope.version
+        intake.metrics = self.versions
 
     async def seed_window(self) -> None:
         """Remember the ids already stored, so that a restarted gateway refuses replays."""
@@ -266,6 +275,7 @@ class InboundStream:
         except Exception as exc:  # never let one record stop the stream
             it.reason, it.detail = Reason.MALFORMED.value, f"unexpected {exc!r}"
             return it
+        self.versions.opened.labels(str(opened.version)).inc()
         h = opened.header
         schema = KIND_SCHEMAS.get(h.kind)
         try:

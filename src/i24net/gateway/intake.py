@@ -6,6 +6,15 @@ and the directory, builds the signed header and **seals the envelope at
 intake**: the outbox holds only ciphertext, and a retried produce sends the
 identical bytes. Every refusal is an ``IntakeRefusedError`` with a bounded
 ``code`` (see ``docs/gateway.md``).
+
+Which envelope version (``[envelope] version``, docs/gateway.md): ``"auto"``
+(the default) seals v2 when the GS and every station the header resolves to
+(``i24net.envelope.addressed``: the router's and the recipients' own
+resolution) can open v2 now, by their usable keys in the directory, and v1
+otherwise: during the transition a station that publishes only a v1 key keeps
+receiving (the router delivers in the version it was sent in). ``1`` or ``2``
+forces a version; a recipient that cannot open it is then refused
+``unknown_recipient`` at intake. Delivery receipts follow the same rule.
 """
 
 from __future__ import annotations
@@ -18,7 +27,9 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry, Counter
 
 from i24net.clock import Clock
 from i24net.directory import Directory
@@ -33,6 +44,7 @@ from i24net.envelope import (
     RecipientsMode,
     Reliability,
     Sender,
+    addressed,
     new_message_id,
 )
 from i24net.errors import (
@@ -55,6 +67,36 @@ RANK: dict[Precedence, int] = {p: i for i, p in enumerate(Precedence)}
 
 _LIMITS = Limits()
 SCHEMA_KIND = {schema: kind for kind, schema in KIND_SCHEMAS.items()}
+
+VersionSetting = Literal["auto", 1, 2]
+"""``[envelope] version``: auto (by the directory), or a forced 1 or 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeVersionMetrics:
+    """Envelopes sealed and opened by this gateway, by envelope version (1, 2)."""
+
+    sealed: Counter
+    opened: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> EnvelopeVersionMetrics:
+        return cls(
+            sealed=Counter(
+                "i24net_gateway_envelopes_sealed",
+                "Envelopes sealed at intake (messages and delivery receipts), by envelope "
+                "version ([envelope] version: auto seals v2 when the GS and every recipient "
+                "can open it)",
+                ["version"],
+                registry=registry,
+            ),
+            opened=Counter(
+                "i24net_gateway_envelopes_opened",
+                "Deliveries opened (verified and decrypted) from the in topic, by envelope version",
+                ["version"],
+                registry=registry,
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +142,18 @@ class Prepared:
     recipients: tuple[str, ...]
 
 
+def choose_version(directory: Directory, router: str, header: Header, now: int) -> int:
+    """``[envelope] version = "auto"``: 2 when ``router`` (the GS) and every station
+    ``header`` resolves to (``addressed``: the router's own resolution) have a usable v2
+    key at ``now``, else 1 -- one station that has not migrated keeps the message v1."""
+    if 2 not in directory.envelope_versions(router, now):
+        return 1
+    for st in addressed(header, directory):
+        if st in directory and 2 not in directory.envelope_versions(st, now):
+            return 1
+    return 2
+
+
 def refuse(code: str, detail: str, status: int = 422) -> IntakeRefusedError:
     return IntakeRefusedError(code, detail, http_status=status)
 
@@ -118,6 +172,8 @@ class Intake:
         default_lifetime_ms: int,
         limits: Limits = _LIMITS,
         rng: Callable[[int], bytes] = os.urandom,
+        version: VersionSetting = "auto",
+        metrics: EnvelopeVersionMetrics | None = None,
     ) -> None:
         self.secrets = secrets
         self._directory = directory
@@ -127,8 +183,9 @@ class Intake:
         self.default_lifetime_ms = default_lifetime_ms
         self.limits = limits
         self.rng = rng
-        self._sender: Sender | None = None
-        self._sender_key: tuple[str, int] | None = None
+        self.version: VersionSetting = version
+        self.metrics = metrics
+        self._senders: dict[int, tuple[tuple[str, int], Sender]] = {}
 
     # --- public ------------------------------------------------------------
 
@@ -141,14 +198,24 @@ class Intake:
         return self.seal(header, payload, now)
 
     def seal(self, header: Header, payload: bytes, now: int) -> Prepared:
+        version = self.choose_version(header, now)
         try:
-            envelope = self._sealer(now).seal(header, payload)
+            envelope = self._sealer(now, version).seal(header, payload)
         except OversizedError as exc:
             raise refuse("oversized", str(exc), 413) from exc
         except EnvelopeError as exc:
             raise refuse("bad_header", str(exc)) from exc
+        if self.metrics is not None:
+            self.metrics.sealed.labels(str(version)).inc()
         stations = header.recipients.stations
         return Prepared(header, envelope, RANK[header.precedence], stations)
+
+    def choose_version(self, header: Header, now: int) -> int:
+        """The envelope version to seal ``header`` in (module docstring): forced, or
+        :func:`choose_version` (auto)."""
+        if self.version != "auto":
+            return self.version
+        return choose_version(self._directory(), self.router, header, now)
 
     def system_header(
         self, kind: str, to: str, precedence: Precedence, now: int, lifetime_ms: int
@@ -170,16 +237,22 @@ class Intake:
 
     # --- steps ---------------------------------------------------------------
 
-    def _sealer(self, now: int) -> Sender:
+    def _sealer(self, now: int, version: int) -> Sender:
         d = self._directory()
         try:
-            key = d.current_encryption_key(self.router, now)
+            key = d.current_encryption_key(self.router, now, version=version)
         except VerificationError as exc:
-            raise refuse("router_unavailable", f"no usable key of {self.router}", 503) from exc
-        if self._sender is None or self._sender_key != (key.key_id, id(d)):
-            self._sender = Sender(self.secrets, key, store=self.store, rng=self.rng)
-            self._sender_key = (key.key_id, id(d))
-        return self._sender
+            raise refuse(
+                "router_unavailable", f"no usable v{version} key of {self.router}", 503
+            ) from exc
+        cached = self._senders.get(version)
+        if cached is None or cached[0] != (key.key_id, id(d)):
+            cached = (
+                (key.key_id, id(d)),
+                Sender(self.secrets, key, store=self.store, rng=self.rng),
+            )
+            self._senders[version] = cached
+        return cached[1]
 
     def _payload(self, sub: Submission) -> tuple[str, bytes]:
         if (sub.payload is None) == (sub.payload_avro is None):
@@ -246,11 +319,14 @@ class Intake:
             if code not in d:
                 raise refuse("unknown_recipient", f"station {code!r} is not in the directory")
         for code in sub.to:
+            versions = d.envelope_versions(code, now)
+            want = self.version if self.version != "auto" else max(versions, default=1)
             try:
-                d.current_encryption_key(code, now)
+                d.current_encryption_key(code, now, version=want)
             except VerificationError as exc:
                 raise refuse(
-                    "unknown_recipient", f"station {code} cannot receive ({exc.reason.value})"
+                    "unknown_recipient",
+                    f"station {code} cannot receive v{want} ({exc.reason.value})",
                 ) from exc
         if sub.to:
             return Recipients.to(*sub.to)

@@ -168,6 +168,17 @@ class InboundSettings(_Frozen):
     keep_rejected_bytes: int = Field(1 << 20, ge=0, description="raw bytes kept per rejected")
 
 
+class EnvelopeSettings(_Frozen):
+    """``[envelope]``: which envelope version intake seals (docs/gateway.md)."""
+
+    version: Literal["auto", 1, 2] = Field(
+        "auto",
+        description="auto: v2 when the GS and every recipient the header resolves to have "
+        "a usable v2 (KEM) key in the directory, else v1; 1 or 2: always that version (a "
+        "recipient that cannot open it is refused unknown_recipient)",
+    )
+
+
 class TestingSettings(_Frozen):
     """Fault injection for the crash tests; never set in production."""
 
@@ -192,6 +203,7 @@ class Settings(_Frozen):
     auth: AuthSettings = AuthSettings()
     outbox: OutboxSettings = OutboxSettings()
     inbound: InboundSettings = InboundSettings()
+    envelope: EnvelopeSettings = EnvelopeSettings()
     testing: TestingSettings = TestingSettings()
 
     @field_validator("station", "router")

@@ -54,7 +54,7 @@ from i24net.provision import OUT_RETENTION_MS, OUT_TOPIC_CONFIG, SEEN_RETENTION_
 from i24net.replay import ReplayWindow
 from i24net.router.keyring import DLQ_RETENTION_MS, RouterKeyring, hold_ms
 from i24net.router.metrics import RouterMetrics
-from i24net.router.pipeline import Decided, Out, Pipeline
+from i24net.router.pipeline import Decided, Out, Pipeline, VersionMetrics
 from i24net.router.scheduler import RANK, FairScheduler
 from i24net.router.settings import RouterSettings
 from i24net.schemas import SchemaStore
@@ -242,6 +242,7 @@ class RouterApp:
             metrics=self.metrics,
             previous=previous,
             notice_lifetime_ms=s.router.notice_lifetime_ms,
+            versions=VersionMetrics.create(self.registry),
         )
         self._set_policy(engine, digest)
         self._consumer = AIOKafkaConsumer(

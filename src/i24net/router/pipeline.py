@@ -13,6 +13,17 @@ the service. Everything produced is bounded: a dead-letter record keeps the
 original bytes only up to ``DLQ_MAX_VALUE`` (beyond it a prefix, with the
 original's size and digest in headers), and a decision whose records would
 not fit ``max_record_bytes`` is dead-lettered as ``oversized`` instead.
+
+Envelope versions (issue 17): the router opens v1 and v2 and delivers in the
+version the message came in (``Router.deliver`` follows ``Inbound.version``);
+the sending gateway chose it so that every recipient can open it. A recipient
+without a usable key of that version (its v2 key withdrawn from the directory
+between the gateway's choice and the routing) is not delivered to, with the
+reason ``no_v<N>_key`` in the sender's status notice; when no recipient is
+left the message is dead-lettered ``unknown_recipient`` with that explanation.
+The router's own status notices are sealed in the highest version the
+recipient supports (``originate(version=None)``). Opened and delivered
+envelopes are counted by version (``i24net_router_envelopes_total``).
 """
 
 from __future__ import annotations
@@ -22,6 +33,8 @@ import logging
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter
 
 from i24net.audit import Action, Entry, digest, encode_reason
 from i24net.clock import Clock
@@ -35,6 +48,7 @@ from i24net.envelope import (
     Recipients,
     Router,
     addressed,
+    envelope_version,
     new_message_id,
 )
 from i24net.errors import CodecError, I24Error, Reason, VerificationError
@@ -89,6 +103,26 @@ class Decided:
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class VersionMetrics:
+    """Envelopes by envelope version: opened at the router, delivery envelopes made."""
+
+    envelopes: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> VersionMetrics:
+        return cls(
+            Counter(
+                "i24net_router_envelopes",
+                "Envelopes by envelope version (1, 2) and stage: opened (verified input), "
+                "delivered (one per recipient, in the inbound's version), originated (the "
+                "GS's own status notices)",
+                ["version", "stage"],
+                registry=registry,
+            )
+        )
+
+
 def _hints(header: Header) -> tuple[tuple[str, bytes], ...]:
     return (
         ("i24-msgid", header.message_id.encode()),
@@ -115,6 +149,7 @@ class Pipeline:
         previous: Sequence[StationSecrets] = (),
         notice_lifetime_ms: int = 3 * 24 * 3_600_000,
         max_record_bytes: int = MAX_RECORD_BYTES,
+        versions: VersionMetrics | None = None,
     ) -> None:
         self.secrets = secrets
         self.directory = directory
@@ -129,6 +164,7 @@ class Pipeline:
         self.metrics = metrics
         self.notice_lifetime_ms = notice_lifetime_ms
         self.max_record_bytes = max_record_bytes
+        self.versions = versions or VersionMetrics.create(CollectorRegistry())
         self.router = Router(secrets, directory, replay, previous=previous, store=store)
         # Opens what the GS itself sealed (status notices) or held earlier (review):
         # never records in, nor checks against, the router's own seen-id window.
@@ -235,6 +271,7 @@ class Pipeline:
                 )
             self._check_hints(h, headers)
             payload = self._payload(inbound)
+            self.versions.envelopes.labels(str(inbound.version), "opened").inc()
         except VerificationError as exc:
             label = station or self._claimed(headers) or "unknown"
             self.metrics.verification_failures.labels(exc.reason.value, label).inc()
@@ -285,14 +322,17 @@ class Pipeline:
 
     # --- recipients -------------------------------------------------------------
 
-    def expand(self, h: Header) -> tuple[list[str], dict[str, str]]:
+    def expand(self, h: Header, version: int = 1) -> tuple[list[str], dict[str, str]]:
         """Deliverable stations and the undeliverable ones with why.
 
         ALL is every station in the directory but the sender and the GS; REGION
         every station of that regional group. Exclusions by the source are
         honoured. A suspended or revoked station is skipped with its reason
         (the policy's ``suspended_recipients = "deliver"`` keeps suspended
-        stations that still have a usable key); nothing else removes a station.
+        stations that still have a usable key); a station with usable keys but none
+        of ``version`` (the inbound's envelope version) is skipped ``no_v<N>_key``
+        (``no_v1_key`` too: a v2-only station cannot open a v1 message); nothing else
+        removes a station.
         """
         now = self.clock()
         ok: list[str] = []
@@ -307,12 +347,27 @@ class Pipeline:
                 bad[st] = "suspended_station"
                 continue
             try:
-                self.directory.current_encryption_key(st, now, suspended_ok=keep_suspended)
+                self.directory.current_encryption_key(
+                    st, now, version=version, suspended_ok=keep_suspended
+                )
             except VerificationError as exc:
-                bad[st] = exc.reason.value
+                other = 2 if version == 1 else 1
+                # usable keys, none of this version: say so (a directory change raced
+                # the sending gateway's choice); else the key's own reason
+                known = self._has_key(st, now, other, keep_suspended)
+                bad[st] = f"no_v{version}_key" if known else exc.reason.value
                 continue
             ok.append(st)
         return ok, bad
+
+    def _has_key(self, st: str, now: int, version: int, suspended_ok: bool) -> bool:
+        try:
+            self.directory.current_encryption_key(
+                st, now, version=version, suspended_ok=suspended_ok
+            )
+        except VerificationError:
+            return False
+        return True
 
     # --- outcomes ---------------------------------------------------------------
 
@@ -327,7 +382,7 @@ class Pipeline:
         data: bytes = b"",
     ) -> Decided:
         h = inbound.header
-        stations, bad = self.expand(h)
+        stations, bad = self.expand(h, inbound.version)
         if not stations:
             reason = Reason.UNKNOWN_RECIPIENT.value
             explanation = "no deliverable recipient: " + ", ".join(
@@ -344,18 +399,27 @@ class Pipeline:
             self.metrics.refusals.labels(reason).inc()
             return d
         decision = Decision.REVIEW_APPROVED if review_id else Decision.SCREEN_PASSED
-        envelopes = self.router.deliver(
-            inbound,
-            stations,
-            decision=decision,
-            review_id=review_id,
-            suspended_ok=self.engine.policy.suspended_recipients == "deliver",
-        )
+        try:
+            envelopes = self.router.deliver(
+                inbound,
+                stations,
+                decision=decision,
+                review_id=review_id,
+                suspended_ok=self.engine.policy.suspended_recipients == "deliver",
+            )
+        except VerificationError as exc:
+            # A recipient's key changed between expand and the wraps (it cannot with one
+            # directory object and one clock reading, but a refusal beats internal_error).
+            log.warning("message %s: no delivery made: %s", h.message_id, exc.detail)
+            return self.dead_letter(
+                None, "deliver", h.message_id.encode(), data, exc.reason, header=h
+            )
         d = Decided("delivered", header=h, record=(h.message_id, h.expires_ms), reason=None)
         hints = _hints(h)
         for st, env in envelopes.items():
             d.outputs.append(Out(self.topics.inbox(st), h.message_id.encode(), env, hints))
             self.metrics.deliveries.labels(st).inc()
+        self.versions.envelopes.labels(str(inbound.version), "delivered").inc(len(envelopes))
         rule: str | None = verdict.rule if verdict else None
         reasons = list(verdict.reasons) if verdict else []
         if review_id:
@@ -672,7 +736,8 @@ class Pipeline:
                 language=Language.EN,
                 payload_fingerprint=body[2:10],
             )
-            env = self.router.originate(header, body, [to])[to]
+            # the highest envelope version ``to`` can open (v2 once it has a KEM key)
+            env = self.router.originate(header, body, [to], version=None)[to]
         except I24Error as exc:
             log.warning("no status notice to %s for %s: %s", to, message_id, exc)
             return None
@@ -680,6 +745,9 @@ class Pipeline:
             log.error("no status notice to %s for %s: %s", to, message_id, type(exc).__name__)
             return None
         self.metrics.status_notices.labels(status.lower()).inc()
+        version = envelope_version(env)
+        if version is not None:
+            self.versions.envelopes.labels(str(version), "originated").inc()
         return Out(self.topics.inbox(to), header.message_id.encode(), env, _hints(header))
 
     def notice(

@@ -3,6 +3,12 @@
 Plays the gateways by calling ``Sender.seal`` directly and producing to
 ``i24.out.<station>``, so the router can be exercised without the real
 gateway. Nothing here is used by the router itself.
+
+Envelope v2 (issue 17): every station gets a v2 KEM key (``kem``, the hybrid
+suite by default) next to its v1 key, except the ``v1_only`` stations (a
+station that has not migrated yet). A ``FakeGateway`` seals v1 unless told
+otherwise (``version=2``, or ``None``: the real gateway's ``auto`` choice,
+``i24net.gateway.intake.choose_version``).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from i24net.envelope import (
     Sender,
     new_message_id,
 )
-from i24net.keys import RootSecrets, StationSecrets, save_root, save_station
+from i24net.gateway.intake import choose_version
+from i24net.keys import KemSuite, RootSecrets, StationSecrets, save_root, save_station
 from i24net.provision import MAX_MESSAGE_BYTES, OUT_TOPIC_CONFIG
 from i24net.router.settings import Topics
 from i24net.schemas import KIND_SCHEMAS, SchemaStore
@@ -53,12 +60,22 @@ class Network:
         )
         self.manifest = sign_manifest(m, self.root, self.store)
 
-    def gateway(self, station: str, now_ms: int) -> FakeGateway:
-        return FakeGateway(self, station, now_ms)
+    def gateway(self, station: str, now_ms: int, *, version: int | None = 1) -> FakeGateway:
+        return FakeGateway(self, station, now_ms, version=version)
 
 
-def build_network(stations: Iterable[str], keys_dir: Path, *, now_ms: int) -> Network:
-    """Keys for ``stations`` plus GS, saved under ``keys_dir``; a signed directory."""
+def build_network(
+    stations: Iterable[str],
+    keys_dir: Path,
+    *,
+    now_ms: int,
+    kem: KemSuite | None = KemSuite.MLKEM768_X25519,
+    v1_only: Iterable[str] = (),
+) -> Network:
+    """Keys for ``stations`` plus GS, saved under ``keys_dir``; a signed directory.
+    Each key set has a v2 KEM key of suite ``kem`` but those of ``v1_only`` (none at
+    all with ``kem=None``)."""
+    old_only = set(v1_only)
     known = all_stations()
     codes = sorted(set(stations) | {GS})
     keys_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +84,7 @@ def build_network(stations: Iterable[str], keys_dir: Path, *, now_ms: int) -> Ne
     secrets: dict[str, StationSecrets] = {}
     records = []
     for code in codes:
-        s = StationSecrets.generate(code, now_ms=now_ms)
+        s = StationSecrets.generate(code, now_ms=now_ms, kem=None if code in old_only else kem)
         secrets[code] = s
         save_station(s, keys_dir)
         records.append(
@@ -161,14 +178,23 @@ def red_notice(facts: str, *, category: str = "FRAUD", **person_kw: Any) -> dict
 
 
 class FakeGateway:
-    """Seals like a station's gateway would (``Sender.seal``)."""
+    """Seals like a station's gateway would (``Sender.seal``), in envelope ``version``
+    (None: per message, as the gateway's ``[envelope] version = "auto"``)."""
 
-    def __init__(self, net: Network, station: str, now_ms: int) -> None:
+    def __init__(self, net: Network, station: str, now_ms: int, *, version: int | None = 1) -> None:
         self.net = net
         self.station = station
         self.secrets = net.secrets[station]
-        gs_key = net.directory.current_encryption_key(GS, now_ms)
-        self.sender = Sender(self.secrets, gs_key, store=net.store)
+        self.version = version
+        self.now_ms = now_ms
+        self._senders: dict[int, Sender] = {}
+        self.sender = self._sender(version or 1)
+
+    def _sender(self, version: int) -> Sender:
+        if version not in self._senders:
+            gs_key = self.net.directory.current_encryption_key(GS, self.now_ms, version=version)
+            self._senders[version] = Sender(self.secrets, gs_key, store=self.net.store)
+        return self._senders[version]
 
     def header(
         self,
@@ -202,7 +228,10 @@ class FakeGateway:
 
     def seal(self, header: Header, payload: Mapping[str, Any]) -> bytes:
         body = self.net.store.encode_single(KIND_SCHEMAS[header.kind], payload)
-        return self.sender.seal(header, body)
+        version = self.version
+        if version is None:
+            version = choose_version(self.net.directory, GS, header, header.created_ms)
+        return self._sender(version).seal(header, body)
 
     def message(
         self,
