@@ -247,3 +247,47 @@ async def test_cli_manifest_publishes_entries_and_manifest(
     d = await _read(kafka_conn, topic, w, reader)
     assert reader.version == 3 and not reader.unprotected and reader.withheld == {}
     assert list(d) == list(w.directory)
+
+
+async def test_a_root_rotation_on_the_topic_hands_over_to_the_new_root(
+    kafka_conn: KafkaConnection, unique_name: Callable[[str], str]
+) -> None:
+    """A reader that pins only the old root learns the new one from the topic, whatever
+    order it reads the partitions in: re-signed entries read before the rotation (they
+    were published first) are held, then applied once the rotation is read."""
+    from world import seed
+
+    from i24net.directory.roots import sign_rotation
+    from i24net.keys import RootSecrets
+
+    w = make_world()
+    new = RootSecrets.from_seed(seed("root-2"), created_ms=T0)
+    topic = await _topic(kafka_conn, unique_name)
+    await _publish(kafka_conn, topic, w.directory.entries)
+    rotated = Directory([dataclasses.replace(r, serial=2) for r in w.directory])
+    entries = rotated.sign(new, w.store)
+    manifest = sign_manifest(
+        rotated.manifest(version=2, issued_ms=T0, expires_ms=T0 + DAY), new, w.store
+    )
+    await _publish(kafka_conn, topic, entries, manifest)  # the rotation not yet published
+    rotation = sign_rotation(
+        w.root, new, w.store, new_valid_from_ms=T0, old_valid_until_ms=T0 + DAY, issued_ms=T0
+    )
+    producer = AIOKafkaProducer(enable_idempotence=True, acks="all", **kafka_conn.client_kwargs())
+    await producer.start()
+    try:
+        await publish(producer, {}, topic=topic, rotations={new.key_id: rotation})
+    finally:
+        await producer.stop()
+    outcomes: Counter[str] = Counter()
+    reader = DirectoryReader(
+        w.root.public, w.store, clock=w.clock, on_outcome=lambda o: outcomes.update([o])
+    )
+    d = await _read(kafka_conn, topic, w, reader)
+    assert {r.station: r.serial for r in d} == {code: 2 for code in w.directory.entries}
+    assert d.entries == entries
+    assert reader.version == 2 and not reader.withheld
+    assert new.key_id in reader.roots
+    assert outcomes["root_rotation"] == 1
+    # every entry applied twice (old root, then new), the manifest once: none lost while held
+    assert outcomes["applied"] == 2 * len(entries) and outcomes["manifest"] == 1

@@ -1,5 +1,12 @@
 """``i24net audit verify``: walk ``i24.audit`` and report every edit, gap or reordering.
 
+With the directory (``--config``: the router's roots and directory topic; or
+``--root-public`` with ``--bootstrap``), every signed chain head is checked
+against the GS signing key valid at its time, and a head that does not verify
+(a rewritten prefix) or an unsigned tail fails the verification too
+(:class:`i24net.audit.HeadCheck`). Without it the heads are not checked, and
+the output says so: the hash chain alone is unkeyed.
+
 Where the audit topic is (``--config``/``--bootstrap``/``--topic``) and which chain heads
 were recorded earlier (``--expect``) are read here for every command that reads the
 chain (``i24net report transparency`` too), so that both read the same topic the same
@@ -17,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from i24net.errors import ConfigError
 
 if TYPE_CHECKING:
+    from i24net.directory import Directory
     from i24net.kafka import KafkaConnection
 
 
@@ -28,6 +36,17 @@ def register(sub: Any) -> None:
         help="walk the topic; exit 1 on any edit, gap, reordering, duplicate or truncation",
     )
     add_audit_source(v, expect_help="detects a removed tail")
+    v.add_argument(
+        "--root-public",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=[],
+        help="trusted GS root public key file(s) to read the directory with (default with "
+        "--config: the router's); signed heads are checked only with a directory",
+    )
+    v.add_argument("--directory-topic", help="default: i24.directory (with the config's prefix)")
+    v.add_argument("--signer", default="GS", help="the station whose key signs heads (GS)")
     v.add_argument("--json", action="store_true", help="machine-readable report")
     v.set_defaults(func=_verify)
 
@@ -76,23 +95,64 @@ def parse_expect(values: list[str]) -> dict[str, tuple[int, bytes]]:
     return out
 
 
+def head_roots(args: argparse.Namespace) -> tuple[list[Path], str | None]:
+    """The root public files and the directory topic to check signed heads with (no files:
+    heads are not checked)."""
+    if args.config:
+        from i24net.router.settings import load_settings
+
+        s = load_settings(args.config)
+        files = args.root_public or [s.keys.root_public, *s.keys.roots]
+        return files, args.directory_topic or s.topics.directory
+    return list(args.root_public), args.directory_topic or "i24.directory"
+
+
+async def read_directory(conn: KafkaConnection, files: list[Path], topic: str) -> Directory:
+    """The verified directory from its topic (the same reader rules as every service)."""
+    from aiokafka import AIOKafkaConsumer
+
+    from i24net.directory import read_all
+    from i24net.directory.roots import load_roots
+    from i24net.schemas import SchemaStore
+
+    roots = load_roots(files)
+    c = AIOKafkaConsumer(
+        **conn.client_kwargs(), enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await c.start()
+    try:
+        return await read_all(c, roots, SchemaStore.default(), topic=topic)
+    finally:
+        await c.stop()
+
+
 def _verify(args: argparse.Namespace) -> int:
-    from i24net.audit import verify_chain
+    from i24net.audit import HeadCheck, verify_chain
     from i24net.report import read_audit
     from i24net.schemas import SchemaStore
 
     conn, topic = audit_source(args, "i24net-audit")
     expect = parse_expect(args.expect)
+    files, dir_topic = head_roots(args)
+    heads = None
+    if files and dir_topic:
+        directory = asyncio.run(read_directory(conn, files, dir_topic))
+        heads = HeadCheck(args.signer, directory.signing_key)
     records = asyncio.run(read_audit(conn, topic))
-    report = verify_chain(records, SchemaStore.default(), expect=expect)
+    report = verify_chain(records, SchemaStore.default(), expect=expect, heads=heads)
     if args.json:
         print(
             json.dumps(
                 {
                     "ok": report.ok,
                     "records": report.records,
+                    "heads_checked": heads is not None,
                     "chains": {
-                        c: {"length": s.head.next_sequence, "head": s.head.last_hash.hex()}
+                        c: {
+                            "length": s.head.next_sequence,
+                            "head": s.head.last_hash.hex(),
+                            "signed_through": s.signed_through,
+                        }
                         for c, s in report.chains.items()
                     },
                     "problems": [
@@ -112,7 +172,16 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         print(f"{topic}: {report.records} records, {len(report.chains)} chains")
         for c, s in sorted(report.chains.items()):
-            print(f"  {c}: length {s.head.next_sequence}, head {s.head.last_hash.hex()}")
+            line = f"  {c}: length {s.head.next_sequence}, head {s.head.last_hash.hex()}"
+            if heads is not None:
+                through = "none" if s.signed_through is None else f"seq {s.signed_through}"
+                line += f", signed through {through} ({s.signed_heads} signed heads)"
+            print(line)
+        if heads is None:
+            print(
+                "  signed heads: not checked (give --config or --root-public): the hash chain "
+                "alone does not show a rewritten prefix"
+            )
         for p in report.problems:
             print(f"  {p}")
         print("OK: chain intact" if report.ok else f"FAILED: {len(report.problems)} problem(s)")
