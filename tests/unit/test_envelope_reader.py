@@ -1,8 +1,9 @@
-"""A second, independent reader of the v1 vector, written from docs/envelope.md alone.
+"""A second, independent reader of the v1 and v2 vectors, written from docs/envelope.md alone.
 
 It uses no i24net code: Avro binary is parsed by hand (varints, bytes,
 unions, arrays), digests with hashlib, signatures and AEAD with PyNaCl's
-bindings. If it can read the vector, the spec is complete.
+bindings, and for v2 the HPKE of the ``cryptography`` package (the suites
+part 2 names). If it can read the vectors, the spec is complete.
 """
 
 from __future__ import annotations
@@ -183,3 +184,158 @@ def test_independent_reader_parses_the_sender_vector() -> None:
     assert env["attestation"] is None and env["attestation_signature"] is None
     assert (env["wrap"]["wrapper"], env["wrap"]["recipient"]) == (b"FR", b"GS")
     assert parse_header(env["header"])["message_id"] == VECTOR["message_id"]
+
+
+# --- envelope v2 (docs/envelope.md part 2), from the spec alone ------------------------
+
+V2 = json.loads((Path(__file__).parents[1] / "vectors" / "envelope" / "v2.json").read_text("utf-8"))
+SUITE_SYMBOLS = ["HPKE_X25519", "HPKE_MLKEM768_X25519"]
+WRAPPED_SIZES = {"HPKE_X25519": 80, "HPKE_MLKEM768_X25519": 1168}
+
+
+def parse_envelope_v2(data: bytes) -> dict[str, Any]:
+    assert data[:2] == b"\xc3\x01"
+    assert data[2:10].hex() == V2["fingerprints"]["net.i24.EnvelopeV2"]
+    r = Reader(data[10:])
+    env = {
+        "header": r.raw(),
+        "sender_signature": r.raw(),
+        "nonce": r.raw(),
+        "ciphertext": r.raw(),
+        "wrap": {
+            "suite": SUITE_SYMBOLS[r.long()],
+            "recipient": r.string(),
+            "recipient_key_id": r.string(),
+            "wrapped": r.raw(),
+        },
+        "attestation": r.optional(r.raw),
+        "attestation_signature": r.optional(r.raw),
+    }
+    r.done()
+    assert len(env["sender_signature"]) == 64 and len(env["nonce"]) == 24
+    assert len(env["wrap"]["wrapped"]) == WRAPPED_SIZES[env["wrap"]["suite"]]
+    return env
+
+
+def parse_header_v2(hb: bytes) -> dict[str, Any]:
+    assert hb[:2] == b"\xc3\x01" and hb[2:10].hex() == V2["fingerprints"]["net.i24.HeaderV2"]
+    r = Reader(hb[10:])
+    h = {
+        "message_id": r.string(),
+        "sender": r.string(),
+        "sender_key_id": r.string(),
+        "kind_index": r.long(),
+        "precedence": PRECEDENCE[r.long()],
+        "created_ms": r.long(),
+        "expires_ms": r.long(),
+        "key_commitment": r.raw(),
+    }
+    r.done()
+    assert len(h["key_commitment"]) == 32
+    return h
+
+
+def parse_sealed_content(data: bytes) -> dict[str, Any]:
+    fp = V2["fingerprints"]["net.i24.SealedContent"]
+    assert data[:2] == b"\xc3\x01" and data[2:10].hex() == fp
+    r = Reader(data[10:])
+    c = {
+        "recipients": (MODES[r.long()], r.array(r.string), r.optional(r.string)),
+        "language": ["ar", "en", "es", "fr"][r.long()],
+        "handling": r.array(lambda: (r.long(), r.optional(r.string))),
+        "excluded": r.array(r.string),
+        "source_reliability": r.optional(lambda: "ABCX"[r.long()]),
+        "source_accuracy": r.optional(r.long),
+        "offence_categories": r.array(r.long),
+        "payload_fingerprint": r.raw(),
+        "payload": r.raw(),
+    }
+    r.done()
+    return c
+
+
+def kem_private_key(suite: str, seed: bytes) -> Any:
+    """Part 2 §P2.3: the X25519 secret, or ML-KEM-768 seed (64) || X25519 secret (32)."""
+    from cryptography.hazmat.primitives import hpke
+    from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+
+    if suite == "hpke-x25519":
+        return x25519.X25519PrivateKey.from_private_bytes(seed)
+    return hpke.MLKEM768X25519PrivateKey(
+        mlkem.MLKEM768PrivateKey.from_seed_bytes(seed[:64]),
+        x25519.X25519PrivateKey.from_private_bytes(seed[64:]),
+    )
+
+
+def hpke_open(suite: str, private: Any, wrapped: bytes, info: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hpke
+
+    kem = hpke.KEM.X25519 if suite == "HPKE_X25519" else hpke.KEM.MLKEM768_X25519
+    s = hpke.Suite(kem, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+    return s.decrypt(wrapped, private, info=info)
+
+
+def open_v2(data: bytes, reader: str, wrapper: str, label: bytes) -> dict[str, Any]:
+    env = parse_envelope_v2(data)
+    h = parse_header_v2(env["header"])
+    keys = V2["keys"]
+    hb, nonce, ct = env["header"], env["nonce"], env["ciphertext"]
+    digest = hashlib.blake2b(
+        b"i24net/v2/message" + struct.pack(">I", len(hb)) + hb + nonce + ct, digest_size=32
+    ).digest()
+    VerifyKey(bytes.fromhex(keys[h["sender"]]["signing_public"])).verify(
+        b"i24net/v2/sender-sig" + digest, env["sender_signature"]
+    )
+    w = env["wrap"]
+    me = keys[reader]
+    assert w["recipient"] == reader and w["recipient_key_id"] == me["kem_key_id"]
+    info = (
+        label
+        + lp(wrapper.encode())
+        + lp(reader.encode())
+        + lp(w["recipient_key_id"].encode())
+        + digest
+    )
+    private = kem_private_key(me["kem_suite"], bytes.fromhex(me["kem_seed"]))
+    key = hpke_open(w["suite"], private, w["wrapped"], info)
+    commitment = hashlib.blake2b(b"i24net/v2/key-commitment", digest_size=32, key=key).digest()
+    assert commitment == h["key_commitment"]
+    body_key = hashlib.blake2b(b"i24net/v2/body-key", digest_size=32, key=key).digest()
+    content = parse_sealed_content(
+        crypto_aead_xchacha20poly1305_ietf_decrypt(ct, hb, nonce, body_key)
+    )
+    return {"env": env, "header": h, "digest": digest, "key": key, "content": content}
+
+
+def test_independent_reader_opens_the_v2_deliveries_in_both_suites() -> None:
+    keys = V2["keys"]
+    for reader in ("JP", "BR"):
+        o = open_v2(
+            bytes.fromhex(V2["envelopes"][f"delivered_{reader.lower()}"]),
+            reader,
+            "GS",
+            b"i24net/v2/wrap-recipient",
+        )
+        h, c, env = o["header"], o["content"], o["env"]
+        assert o["key"].hex() == V2["content_key"] and o["digest"].hex() == V2["message_digest"]
+        assert h["message_id"] == V2["message_id"] and h["sender"] == "FR"
+        assert h["precedence"] == "IMMEDIATE" and h["created_ms"] == V2["t0_ms"]
+        assert c["payload"].hex() == V2["payload"]
+        assert c["recipients"] == ("STATIONS", ["BR", "JP"], None)
+        assert c["language"] == "fr" and c["excluded"] == ["BE"]
+        assert c["handling"][1][1] == "ne pas transmettre à la presse"
+        assert c["source_reliability"] == "B" and c["source_accuracy"] == 2
+        # the reader is addressed: listed, not excluded (part 1 step 9a on the content)
+        assert reader in c["recipients"][1] and reader not in c["excluded"]
+        att = parse_attestation(env["attestation"])
+        assert att["router"] == "GS" and att["message_digest"] == o["digest"]
+        assert reader in att["recipients"] and att["decided_ms"] == V2["router_decided_ms"]
+        VerifyKey(bytes.fromhex(keys["GS"]["signing_public"])).verify(
+            b"i24net/v2/attestation" + env["attestation"], env["attestation_signature"]
+        )
+
+
+def test_independent_reader_opens_the_v2_sender_envelope_as_the_router() -> None:
+    o = open_v2(bytes.fromhex(V2["envelopes"]["sealed"]), "GS", "FR", b"i24net/v2/wrap-gs")
+    assert o["env"]["attestation"] is None and o["env"]["attestation_signature"] is None
+    assert o["content"]["payload"].hex() == V2["payload"]
