@@ -5,7 +5,11 @@ and ``i24net router`` daemons as separate processes, PyNaCl, Avro, SQLite):
 
 1. starts a local Kafka broker (KRaft, loopback);
 2. generates keys for every member country's NCB and the GS, signs the
-   directory with a fresh GS root key, creates the topics;
+   directory with a fresh GS root key, creates the topics; every station
+   publishes a v1 key and an envelope-v2 key (post-quantum hybrid HPKE,
+   ML-KEM-768 + X25519) but one (``V1_ONLY``, not migrated yet), so the
+   gateways choose per message (``[envelope] version = "auto"``) and the
+   demo shows which version each message travelled in;
 3. starts the router and three bureau gateways (FR, JP, BR), their APIs over
    TLS (a development CA), each with one integrator (the bureau's
    case-management system) authenticated by a bearer token: a request
@@ -53,6 +57,7 @@ import httpx
 from i24net import demo_policy
 from i24net.client import GatewayClient
 from i24net.directory import MANIFEST_KEY
+from i24net.envelope import envelope_version
 from i24net.gateway.auth import create_integrator
 from i24net.kafka import Broker, BrokerSettings, KafkaConnection
 from i24net.kafka.broker import free_port
@@ -69,6 +74,9 @@ from i24net.router.testing import (
 from i24net.stations import all_stations
 
 GATEWAYS = ("FR", "JP", "BR")
+V1_ONLY = ("SY",)
+"""Stations with only a v1 encryption key in the demo's directory (the migration to
+envelope v2 in progress): a broadcast to ALL reaches them, so it travels in v1."""
 REVIEWERS = ("gs-reviewer-1", "gs-reviewer-2")
 DESK_PASSWORD = "demo review desk"
 POLICY = Path(__file__).resolve().parents[2] / "deploy" / "policy" / "article3.toml"
@@ -306,7 +314,7 @@ def _scenario(base: Path, kafka: Net, procs: Processes, t0: float, keep: bool) -
     now_ms = int(time.time() * 1000)
     step(2, "keys for every station, the GS-signed directory, topics ...")
     stations = sorted(all_stations())
-    net = build_network(stations, base / "keys", now_ms=now_ms)
+    net = build_network(stations, base / "keys", now_ms=now_ms, v1_only=V1_ONLY)
     entries = base / "directory"
     entries.mkdir()
     for code, entry in net.entries.items():
@@ -316,6 +324,10 @@ def _scenario(base: Path, kafka: Net, procs: Processes, t0: float, keep: bool) -
     say(
         f"    {len(net.directory)} stations in the directory (the 196 member NCBs, the GS, "
         "regional bureaus, UN/EU offices), each record signed by the GS root key"
+    )
+    say(
+        "    each publishes a v1 (X25519) and a v2 (HPKE ML-KEM-768 + X25519, post-quantum "
+        f"hybrid) encryption key, but {', '.join(V1_ONLY)} (v1 only: not migrated yet)"
     )
     asyncio.run(provision(kafka.admin, net, Topics(), legacy=False))
     say(
@@ -387,7 +399,9 @@ def _scenario(base: Path, kafka: Net, procs: Processes, t0: float, keep: bool) -
         for code, url in urls.items()
     }
     try:
-        return _exchanges(clients, router_url, router_cfg, live_policy, procs, t0, keep)
+        return _exchanges(
+            clients, router_url, router_cfg, live_policy, procs, t0, keep, kafka=kafka
+        )
     finally:
         for client in clients.values():
             client.close()
@@ -401,9 +415,20 @@ def _exchanges(
     procs: Processes,
     t0: float,
     keep: bool = False,
+    *,
+    kafka: Net | None = None,
 ) -> int:
     fr, jp, br = clients["FR"], clients["JP"], clients["BR"]
     failures: list[str] = []
+
+    def show_version(message_id: str, at: str, expected: int, why: str) -> None:
+        """Which envelope version the delivery of ``message_id`` to ``at`` travelled in."""
+        if kafka is None:
+            return
+        got = asyncio.run(delivered_version(kafka.admin, f"i24.in.{at}", message_id))
+        say(f"    envelope version of the delivery to {at}: v{got} ({why})")
+        if got != expected:
+            failures.append(f"{message_id} reached {at} in v{got}, not v{expected}")
 
     step(4, "FR asks for a Red Notice (fraud suspect) to ALL stations ...")
     red = fr.send(
@@ -436,6 +461,7 @@ def _exchanges(
     )
     if not {"JP", "BR"} <= set(receipted(st)):
         failures.append("FR did not get receipts from JP and BR")
+    show_version(red, "JP", 1, f"ALL includes {', '.join(V1_ONLY)}, which reads only v1")
 
     step(5, "JP sends a diffusion to FR and BR ...")
     dif = jp.send(
@@ -452,6 +478,7 @@ def _exchanges(
     say(f"    FR and BR stored {dif}: {fr.fetch(dif)['payload']['text']!r}")
     st = wait_status(jp, dif, lambda s: {"FR", "BR"} <= set(receipted(s)), 30)
     say(f"    JP status: {st['status']}; receipts from {', '.join(receipted(st))}")
+    show_version(dif, "FR", 2, "FR, BR and the GS all publish v2 keys: forward secret, hybrid")
 
     step(6, "BR sends a wanted-person diffusion whose facts are political ...")
     facts = (
@@ -564,6 +591,38 @@ def _exchanges(
     for f in failures:
         say(f"    PROBLEM: {f}")
     return 1 if failures else 0
+
+
+async def delivered_version(conn: KafkaConnection, topic: str, message_id: str) -> int | None:
+    """The envelope version of the record keyed ``message_id`` in ``topic`` (read from
+    the start with the admin's credentials; the router keys deliveries by message id)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from i24net.audit.topic import prime
+
+    consumer = AIOKafkaConsumer(
+        **conn.client_kwargs(), enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        await prime(consumer, [topic])
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for r in records:
+                    if r.key == message_id.encode() and r.value is not None:
+                        return envelope_version(r.value)
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(p >= ends[tp] for p, tp in zip(positions, tps, strict=True)):
+                break
+        return None
+    finally:
+        await consumer.stop()
 
 
 async def try_read_as(user: str, topic: str, kafka: Net) -> str:
