@@ -108,11 +108,25 @@ def kem_public_from_bytes(tagged: bytes) -> tuple[KemSuite, KemPublic]:
     if len(raw) != KEM_PUBLIC_SIZE[suite]:
         raise ValueError(f"{suite} public key must be {KEM_PUBLIC_SIZE[suite]} bytes")
     if suite is KemSuite.X25519:
-        return suite, x25519.X25519PublicKey.from_public_bytes(raw)
+        return suite, _x25519_public(raw)
     return suite, hpke.MLKEM768X25519PublicKey(
-        mlkem.MLKEM768PublicKey.from_public_bytes(raw[:1184]),
-        x25519.X25519PublicKey.from_public_bytes(raw[1184:]),
+        mlkem.MLKEM768PublicKey.from_public_bytes(raw[:1184]), _x25519_public(raw[1184:])
     )
+
+
+_PROBE = x25519.X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+
+
+def _x25519_public(raw: bytes) -> x25519.X25519PublicKey:
+    """An X25519 public key that is not of low order (ValueError otherwise).
+
+    Why on load: HPKE refuses to encrypt to a low-order point (the shared secret
+    would be all zeros), and a router that met one while delivering a broadcast would
+    fail the whole decision; refusing the directory record keeps it out (~50 µs once
+    per key)."""
+    pub = x25519.X25519PublicKey.from_public_bytes(raw)
+    _PROBE.exchange(pub)  # raises ValueError for a low-order point
+    return pub
 
 
 def key_digest(public_key: bytes) -> str:

@@ -156,8 +156,16 @@ def test_v2_keys_versions_and_current_key_per_version() -> None:
 
 @pytest.mark.parametrize(
     "public_key",
-    [bytes(31), bytes(33), b"\x01" + bytes(33), b"\x02" + bytes(32), b"\x03" + bytes(32)],
-    ids=["31", "33", "x25519-long", "hybrid-short", "unknown-tag"],
+    [
+        bytes(31),
+        bytes(33),
+        b"\x01" + bytes(33),
+        b"\x02" + bytes(32),
+        b"\x03" + bytes(32),
+        b"\x01" + bytes(32),
+        b"\x01" + bytes([1]) + bytes(31),
+    ],
+    ids=["31", "33", "x25519-long", "hybrid-short", "unknown-tag", "low-order-0", "low-order-1"],
 )
 def test_an_encryption_key_of_another_length_or_tag_is_refused(public_key: bytes) -> None:
     w = make_world()

@@ -274,3 +274,55 @@ def test_seal_refuses_bad_headers() -> None:
         sealed(h=header(sender_key_id="FR-20260101-00000000"))
     with pytest.raises(EnvelopeError):
         sealed(h=header(expires_ms=T0))
+
+
+def test_a_rotated_station_opens_deliveries_to_its_previous_kem_key() -> None:
+    """Queued deliveries wrapped to the old KEM key open while the old set is held."""
+    from world import station_secrets
+
+    from i24net.directory import Directory, StationRecord
+    from i24net.stations import all_stations
+
+    new_jp = station_secrets("JP", T0, gen=1, kem=KemSuite.X25519)
+    rec = W.directory.record("JP")
+    rotated = StationRecord.for_station(
+        all_stations()["JP"], [new_jp.public()], valid_from_ms=T0, issued_ms=T0
+    )
+    both = dataclasses.replace(
+        rec, encryption_keys=rec.encryption_keys + rotated.encryption_keys, serial=2
+    )
+    d = Directory([*(r for r in W.directory if r.station != "JP"), both])
+    assert d.current_encryption_key("JP", T0, version=2).key_id == new_jp.kem_key_id
+    old_delivery = DELIVERED["JP"]  # wrapped to JP's previous KEM key
+    refused(
+        Reason.WRONG_RECIPIENT, Receiver(new_jp, d, W.window(), store=W.store).open, old_delivery
+    )
+    held = Receiver(new_jp, d, W.window(), previous=[W.secrets["JP"]], store=W.store)
+    assert held.open(old_delivery).payload == b"payload"
+    # and new deliveries go to the new key
+    r = Router(W.secrets["GS"], d, W.window(), store=W.store)
+    out = r.deliver(r.open(sealed()), ["JP"])
+    assert Receiver(new_jp, d, W.window(), store=W.store).open(out["JP"]).payload == b"payload"
+
+
+def test_the_hidden_fields_count_against_max_header() -> None:
+    from i24net.envelope import Limits
+    from i24net.errors import OversizedError
+
+    gs = W.directory.current_encryption_key("GS", T0, version=2)
+    big = header(handling=(HandlingCode(Handling.OTHER, "x" * 3000),))
+    with pytest.raises(OversizedError):
+        Sender(W.secrets["FR"], gs, limits=Limits(max_header=2048)).seal(big, b"p")
+    assert Sender(W.secrets["FR"], gs, limits=Limits(max_header=4096)).seal(big, b"p")
+
+
+@pytest.mark.parametrize("which", ["JP", "BR"])
+def test_every_single_byte_change_is_refused_with_a_reason(which: str) -> None:
+    """No corruption of a delivery opens, and none escapes as another exception."""
+    data = DELIVERED[which]
+    step = max(1, len(data) // 150)
+    for i in range(0, len(data), step):
+        bad = bytearray(data)
+        bad[i] ^= 0x41
+        with pytest.raises(VerificationError):
+            receiver(code=which).open(bytes(bad))
