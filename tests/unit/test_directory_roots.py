@@ -187,6 +187,27 @@ def test_a_restarted_reader_keeps_the_rotation_without_the_topic(tmp_path: Path)
     assert n.c == {"applied": 1, "retired_root": 1}
 
 
+def test_the_retired_roots_history_at_start_up_is_superseded_not_an_alarm(
+    tmp_path: Path,
+) -> None:
+    w = make_world()
+    new = new_root()
+    state = DirectoryState(tmp_path / "dir.sqlite3")
+    r, _ = reader(w, state=state)
+    old_fr = w.directory.entries["FR"]
+    for value in (old_fr, rotation(w, new), resigned(w, "FR", new)):
+        r.offer(value)
+    r.caught_up()
+    state.close()
+    w.clock.now_ms = OVERLAP_END  # restart after the overlap: the log still holds it all
+    again, n = reader(w, state=DirectoryState(tmp_path / "dir.sqlite3"))
+    for value in (old_fr, rotation(w, new), resigned(w, "FR", new)):
+        again.offer(value)
+    again.caught_up()
+    assert n.c == {"superseded": 1, "unchanged": 1, "applied": 1}
+    assert again.directory.record("FR").serial == 2
+
+
 # --- rotation: refusals ---------------------------------------------------------------
 
 

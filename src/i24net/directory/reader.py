@@ -386,11 +386,6 @@ class DirectoryReader:
             return Outcome.BAD_SIGNATURE, str(exc)
         what = f"{record.station} serial {record.serial}"
         mark = self.state.stations.get(record.station)
-        if root.retired(self.clock()) and (mark is None or mark.digest != entry_digest(value)):
-            return Outcome.RETIRED_ROOT, (
-                f"{what} is signed by root {root.key_id}, retired since {root.valid_until_ms} "
-                f"(rotated to {root.successor}), and is not the entry accepted earlier"
-            )
         try:
             check_key_ids(record)
         except DirectoryError as exc:  # signed, yet a key id is not its key's
@@ -405,6 +400,13 @@ class DirectoryReader:
                 return Outcome.EQUIVOCATION, f"{what}: other bytes than the accepted entry"
             if record.station in self._current:
                 return Outcome.UNCHANGED, what
+        if root.retired(self.clock()) and (mark is None or mark.digest != digest):
+            # history below the mark is superseded or a rollback (above); only what would
+            # change the directory is refused: a retired root signs nothing new
+            return Outcome.RETIRED_ROOT, (
+                f"{what} is signed by root {root.key_id}, retired since {root.valid_until_ms} "
+                f"(rotated to {root.successor}), and is not the entry accepted earlier"
+            )
         try:
             self._install(record, value)
         except DirectoryError as exc:  # verified, yet unusable (a bad public key)
