@@ -326,3 +326,14 @@ def test_every_single_byte_change_is_refused_with_a_reason(which: str) -> None:
         bad[i] ^= 0x41
         with pytest.raises(VerificationError):
             receiver(code=which).open(bytes(bad))
+
+
+def test_a_valid_wrap_for_a_station_the_router_did_not_attest_is_refused() -> None:
+    """BR knows K and re-wraps it to JP (anyone can, Base mode): JP is not in the signed
+    attestation, so JP refuses, although the wrap and the commitment are valid."""
+    r = router()
+    only_br = r.deliver(r.open(sealed(h=header(recipients=Recipients.all()))), ["BR"])["BR"]
+    assert receiver(code="BR").open(only_br, record=False).payload == b"payload"
+    inbound = router().open(sealed(h=header(recipients=Recipients.all())))
+    forwarded = _rewrap(only_br, inbound._content_key, "JP")
+    refused(Reason.WRONG_RECIPIENT, receiver().open, forwarded)
