@@ -36,7 +36,7 @@ async def test_the_router_signs_every_transaction_head_and_audit_verify_checks_i
     assert report.ok, report.problems
     [summary] = report.chains.values()
     assert summary.signed_through == summary.head.next_sequence - 1  # no unsigned tail
-    argv = ["audit", "verify", "--config", str(w.tmp / "router-a.toml"), "--json"]
+    argv = ["audit", "verify", "--config", str(w.tmp / "router-a.toml"), "--heads", "--json"]
     assert await asyncio.to_thread(main, argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["heads_checked"] and out["ok"]

@@ -6,6 +6,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parents[1] / "vectors" / "envelope"))
 
 from world import T0, World, make_world
@@ -150,3 +152,23 @@ def test_a_stripped_last_head_leaves_the_tail_after_the_previous_one_unsigned() 
     report = verify_chain(records, w.store, heads=check(w))
     assert kinds(report) == [(ProblemKind.BAD_HEAD, 3), (ProblemKind.UNSIGNED, 2)]
     assert report.chains[CHAIN].signed_through == 1
+
+
+def test_audit_verify_says_when_heads_were_not_checked_and_needs_roots_to_check_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import i24net.report as report_pkg
+    from i24net.cli import main
+
+    w = make_world()
+    records = raw(Chain(CHAIN, w.store, signer=signer(w)).extend(entries(2), T0))
+
+    async def fake_read(conn: object, topic: str) -> list[RawRecord]:
+        return records
+
+    monkeypatch.setattr(report_pkg, "read_audit", fake_read)
+    argv = ["audit", "verify", "--bootstrap", "127.0.0.1:9"]
+    assert main(argv) == 0
+    assert "signed heads: not checked (add --heads)" in capsys.readouterr().out
+    assert main([*argv, "--heads"]) == 2
+    assert "--heads needs --config or --root-public" in capsys.readouterr().err

@@ -1,11 +1,13 @@
 """``i24net audit verify``: walk ``i24.audit`` and report every edit, gap or reordering.
 
-With the directory (``--config``: the router's roots and directory topic; or
-``--root-public`` with ``--bootstrap``), every signed chain head is checked
-against the GS signing key valid at its time, and a head that does not verify
-(a rewritten prefix) or an unsigned tail fails the verification too
-(:class:`i24net.audit.HeadCheck`). Without it the heads are not checked, and
-the output says so: the hash chain alone is unkeyed.
+With ``--heads`` (``--config``: the router's roots and directory topic) or
+``--root-public`` (with ``--bootstrap``), the directory is read from its topic
+and every signed chain head is checked against the GS signing key valid at
+its time: a head that does not verify (a rewritten prefix) or an unsigned tail
+fails the verification too (:class:`i24net.audit.HeadCheck`). Without them the
+heads are not checked, and the output says so: the hash chain alone is
+unkeyed. (Opt-in so that a verification without access to the directory
+topic keeps working as before.)
 
 Where the audit topic is (``--config``/``--bootstrap``/``--topic``) and which chain heads
 were recorded earlier (``--expect``) are read here for every command that reads the
@@ -37,13 +39,19 @@ def register(sub: Any) -> None:
     )
     add_audit_source(v, expect_help="detects a removed tail")
     v.add_argument(
+        "--heads",
+        action="store_true",
+        help="also check every signed chain head against the GS signing key in the directory "
+        "(read from its topic; roots from --config or --root-public)",
+    )
+    v.add_argument(
         "--root-public",
         type=Path,
         nargs="+",
         action="extend",
         default=[],
-        help="trusted GS root public key file(s) to read the directory with (default with "
-        "--config: the router's); signed heads are checked only with a directory",
+        help="trusted GS root public key file(s) to read the directory with (implies "
+        "--heads; default with --config: the router's)",
     )
     v.add_argument("--directory-topic", help="default: i24.directory (with the config's prefix)")
     v.add_argument("--signer", default="GS", help="the station whose key signs heads (GS)")
@@ -98,12 +106,16 @@ def parse_expect(values: list[str]) -> dict[str, tuple[int, bytes]]:
 def head_roots(args: argparse.Namespace) -> tuple[list[Path], str | None]:
     """The root public files and the directory topic to check signed heads with (no files:
     heads are not checked)."""
+    if not (args.heads or args.root_public):
+        return [], None
     if args.config:
         from i24net.router.settings import load_settings
 
         s = load_settings(args.config)
         files = args.root_public or [s.keys.root_public, *s.keys.roots]
         return files, args.directory_topic or s.topics.directory
+    if not args.root_public:
+        raise ConfigError("--heads needs --config or --root-public (the directory's roots)")
     return list(args.root_public), args.directory_topic or "i24.directory"
 
 
@@ -179,8 +191,8 @@ def _verify(args: argparse.Namespace) -> int:
             print(line)
         if heads is None:
             print(
-                "  signed heads: not checked (give --config or --root-public): the hash chain "
-                "alone does not show a rewritten prefix"
+                "  signed heads: not checked (add --heads): the hash chain alone does not "
+                "show a rewritten prefix"
             )
         for p in report.problems:
             print(f"  {p}")
