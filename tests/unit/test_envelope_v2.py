@@ -87,6 +87,12 @@ DELIVERED = router().deliver(INBOUND, ["BR", "JP"])
 
 def test_round_trip_in_each_recipients_suite() -> None:
     assert VERSIONS == (1, 2) and envelope_version(SEALED) == 2
+    v1 = make_world()
+    data1 = Sender(v1.secrets["FR"], v1.directory.current_encryption_key("GS", T0)).seal(
+        header(v1), b"payload"
+    )
+    assert envelope_version(data1) == 1
+    assert envelope_version(b"\xc3\x01" + bytes(8)) is None and envelope_version(b"") is None
     assert INBOUND.version == 2 and INBOUND.header == header() and INBOUND.payload == b"payload"
     for code, suite in (("JP", KemSuite.X25519), ("BR", HYBRID)):
         data = DELIVERED[code]
