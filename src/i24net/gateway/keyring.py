@@ -56,6 +56,7 @@ class KeyringMetrics:
 
     previous_keys: Gauge
     destroyed: Counter
+    rotation_due: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> KeyringMetrics:
@@ -69,6 +70,13 @@ class KeyringMetrics:
             destroyed=Counter(
                 "i24net_gateway_encryption_keys_destroyed",
                 "Previous encryption key files overwritten and removed after their grace period",
+                registry=registry,
+            ),
+            rotation_due=Gauge(
+                "i24net_gateway_encryption_key_rotation_due_seconds",
+                "Seconds until the directory's valid_until_ms of this station's current "
+                "encryption/KEM keys (the rotation schedule; negative: overdue); -1 when "
+                "the directory publishes no end for them",
                 registry=registry,
             ),
         )
@@ -148,13 +156,30 @@ class PreviousKeys:
         froms = [k.valid_from_ms for k in directory.record(st).encryption_keys if k.key_id in mine]
         return max(froms) if froms else None
 
+    def rotation_due_ms(self, directory: Directory) -> int | None:
+        """The earliest ``valid_until_ms`` the directory publishes for the current key set's
+        encryption/KEM keys: when the station must have rotated (None: no end published)."""
+        st = self.current.station
+        if st not in directory:
+            return None
+        mine = {self.current.encryption_key_id, self.current.kem_key_id}
+        ends = [
+            k.valid_until_ms
+            for k in directory.record(st).encryption_keys
+            if k.key_id in mine and k.valid_until_ms is not None
+        ]
+        return min(ends) if ends else None
+
     def due_ms(self, directory: Directory) -> int | None:
         """When the previous keys are destroyed (None: not yet known)."""
         at = self.rotated_at(directory)
         return None if at is None or not self._held else at + self.grace_ms
 
     def retire(self, directory: Directory, now_ms: int) -> list[str]:
-        """Destroy the previous keys once the grace period is over; their key ids."""
+        """Destroy the previous keys once the grace period is over; their key ids. Also
+        refreshes the rotation-due gauge (this runs before every inbound batch)."""
+        until = self.rotation_due_ms(directory)
+        self.metrics.rotation_due.set(-1 if until is None else (until - now_ms) / 1000)
         due = self.due_ms(directory)
         if due is None or now_ms < due:
             return []
