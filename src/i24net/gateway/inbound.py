@@ -107,13 +107,15 @@ class InboundStream:
         self._receiver: Receiver | None = None
         self._receiver_dir: Directory | None = None
         self._receiver_keys = -1
-        # The envelope version counters live next to the key metrics (the registry the
-        # app gave PreviousKeys); intake seals in the configured [envelope] version.
-        self.versions = EnvelopeVersionMetrics.create(
-            previous.registry if previous is not None else CollectorRegistry()
-        )
+        # Intake seals in the configured [envelope] version. The version counters are the
+        # intake's when the app gave it some, else made here next to the key metrics (the
+        # registry the app gave PreviousKeys) and shared with the intake.
         intake.version = settings.envelope.version
-        intake.metrics = self.versions
+        if intake.metrics is None:
+            intake.metrics = EnvelopeVersionMetrics.create(
+                previous.registry if previous is not None else CollectorRegistry()
+            )
+        self.versions = intake.metrics
 
     async def seed_window(self) -> None:
         """Remember the ids already stored, so that a restarted gateway refuses replays."""
