@@ -291,3 +291,32 @@ async def test_a_root_rotation_on_the_topic_hands_over_to_the_new_root(
     assert outcomes["root_rotation"] == 1
     # every entry applied twice (old root, then new), the manifest once: none lost while held
     assert outcomes["applied"] == 2 * len(entries) and outcomes["manifest"] == 1
+
+
+async def test_rotate_root_command_publishes_the_rotation_entries_and_manifest(
+    kafka_conn: KafkaConnection, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    from world import seed
+
+    from i24net.cli import main
+    from i24net.keys import ROOT_NAME, RootSecrets, save_root
+
+    w = make_world()
+    topic = await _topic(kafka_conn, unique_name)
+    await _publish(kafka_conn, topic, w.directory.entries)
+    save_root(w.root, tmp_path / "old")
+    new = RootSecrets.from_seed(seed("root-2"), created_ms=T0)
+    save_root(new, tmp_path / "new")
+    (tmp_path / "entries").mkdir()
+    for code, entry in w.directory.entries.items():
+        (tmp_path / "entries" / f"{code}.entry").write_bytes(entry)
+    argv = ["directory", "rotate-root", "--out", str(tmp_path / "rotated")]
+    argv += ["--old", str(tmp_path / "old" / f"{ROOT_NAME}.secret.json")]
+    argv += ["--new", str(tmp_path / "new" / f"{ROOT_NAME}.secret.json")]
+    argv += ["--entries", str(tmp_path / "entries")]
+    argv += ["--bootstrap", kafka_conn.bootstrap, "--topic", topic]
+    assert await asyncio.to_thread(main, argv) == 0
+    reader = DirectoryReader(w.root.public, w.store)  # pins only the old root, real clock
+    d = await _read(kafka_conn, topic, w, reader)
+    assert new.key_id in reader.roots and reader.version > 0 and not reader.withheld
+    assert {r.station: r.serial for r in d} == {code: 2 for code in w.directory.entries}
