@@ -356,3 +356,22 @@ def test_rotate_root_command_hands_the_directory_to_the_new_root(tmp_path: Path)
     assert (
         main(["directory", "verify", "--entries", str(out), "--root-public", str(old_public)]) == 2
     )
+
+
+def test_gateway_and_router_settings_take_further_roots_relative_to_their_file(
+    tmp_path: Path,
+) -> None:
+    from i24net.gateway.settings import load_settings as gateway_settings
+    from i24net.router.settings import load_settings as router_settings
+
+    repo = Path(__file__).parents[2]
+    gw = (repo / "deploy" / "gateway" / "gateway.toml").read_text()
+    anchor = 'root_public = "/etc/i24net/keys/gs-root.public.json"'
+    assert anchor in gw
+    (tmp_path / "gateway.toml").write_text(gw.replace(anchor, anchor + '\nroots = ["r2.json"]'))
+    assert gateway_settings(tmp_path / "gateway.toml").keys.roots == [tmp_path / "r2.json"]
+    rt = (repo / "deploy" / "router" / "router.toml").read_text()
+    anchor = "previous = []"
+    assert anchor in rt
+    (tmp_path / "router.toml").write_text(rt.replace(anchor, anchor + '\nroots = ["r2.json"]'))
+    assert router_settings(tmp_path / "router.toml").keys.roots == [tmp_path / "r2.json"]
