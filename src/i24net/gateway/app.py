@@ -43,7 +43,7 @@ from i24net.gateway.drain import Drainer
 from i24net.gateway.follow import DirectoryFollower
 from i24net.gateway.headers import bounded_httptools
 from i24net.gateway.inbound import InboundStream
-from i24net.gateway.intake import Intake, Submission
+from i24net.gateway.intake import EnvelopeVersionMetrics, Intake, Submission
 from i24net.gateway.keyring import PreviousKeys
 from i24net.gateway.metrics import GatewayMetrics
 from i24net.gateway.settings import Settings
@@ -137,6 +137,8 @@ class Gateway:
             store=self.store,
             router=settings.router,
             default_lifetime_ms=settings.outbox.default_lifetime_s * 1000,
+            version=settings.envelope.version,
+            metrics=EnvelopeVersionMetrics.create(self.registry),
         )
         self._intake_writer = IntakeWriter(self.db)
         self.inbox_changed = Changed()

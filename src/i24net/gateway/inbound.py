@@ -107,14 +107,10 @@ class InboundStream:
         self._receiver: Receiver | None = None
         self._receiver_dir: Directory | None = None
         self._receiver_keys = -1
-        # Intake seals in the configured [envelope] version. The version counters are the
-        # intake's when the app gave it some, else made here next to the key metrics (the
-        # registry the app gave PreviousKeys) and shared with the intake.
-        intake.version = settings.envelope.version
+        # Opened envelopes are counted beside the sealed ones (the app gives the intake
+        # its counters on the gateway's registry; a bare intake in a test gets its own).
         if intake.metrics is None:
-            intake.metrics = EnvelopeVersionMetrics.create(
-                previous.registry if previous is not None else CollectorRegistry()
-            )
+            intake.metrics = EnvelopeVersionMetrics.create(CollectorRegistry())
         self.versions = intake.metrics
 
     async def seed_window(self) -> None:
