@@ -169,6 +169,31 @@ def test_audit_verify_says_when_heads_were_not_checked_and_needs_roots_to_check_
     monkeypatch.setattr(report_pkg, "read_audit", fake_read)
     argv = ["audit", "verify", "--bootstrap", "127.0.0.1:9"]
     assert main(argv) == 0
-    assert "signed heads: not checked (add --heads)" in capsys.readouterr().out
+    assert "signed heads: not checked (--no-heads" in capsys.readouterr().out
     assert main([*argv, "--heads"]) == 2
     assert "--heads needs --config or --root-public" in capsys.readouterr().err
+
+
+def test_audit_verify_checks_heads_by_default_with_a_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--config`` alone means heads are checked: the roots come from the router's
+    settings (and a missing root file is an error, not a silent hash-chain-only pass)."""
+    import argparse
+    import types
+
+    import i24net.router.settings as router_settings
+    from i24net.cli.audit import head_roots
+
+    root = tmp_path / "root.json"
+    loaded = types.SimpleNamespace(
+        keys=types.SimpleNamespace(root_public=root, roots=[]),
+        topics=types.SimpleNamespace(directory="p.i24.directory"),
+    )
+    monkeypatch.setattr(router_settings, "load_settings", lambda path: loaded)
+    args = argparse.Namespace(
+        heads=None, root_public=[], config=tmp_path / "router.toml", directory_topic=None
+    )
+    assert head_roots(args) == ([root], "p.i24.directory")
+    args.heads = False
+    assert head_roots(args) == ([], None)

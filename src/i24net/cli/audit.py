@@ -1,13 +1,13 @@
 """``i24net audit verify``: walk ``i24.audit`` and report every edit, gap or reordering.
 
-With ``--heads`` (``--config``: the router's roots and directory topic) or
-``--root-public`` (with ``--bootstrap``), the directory is read from its topic
-and every signed chain head is checked against the GS signing key valid at
-its time: a head that does not verify (a rewritten prefix) or an unsigned tail
-fails the verification too (:class:`i24net.audit.HeadCheck`). Without them the
-heads are not checked, and the output says so: the hash chain alone is
-unkeyed. (Opt-in so that a verification without access to the directory
-topic keeps working as before.)
+Every signed chain head is checked against the GS signing key valid at its
+time (:class:`i24net.audit.HeadCheck`): a head that does not verify (a
+rewritten prefix with recomputed hashes) or an unsigned tail fails the
+verification. The directory for that is read from its topic, with the
+router's roots (``--config``) or ``--root-public`` (with ``--bootstrap``).
+Heads are checked by default with ``--config``; ``--no-heads`` (or a
+``--bootstrap`` without ``--root-public``) checks the hash chain alone, and
+the output says so: the hash chain alone is unkeyed.
 
 Where the audit topic is (``--config``/``--bootstrap``/``--topic``) and which chain heads
 were recorded earlier (``--expect``) are read here for every command that reads the
@@ -40,9 +40,11 @@ def register(sub: Any) -> None:
     add_audit_source(v, expect_help="detects a removed tail")
     v.add_argument(
         "--heads",
-        action="store_true",
-        help="also check every signed chain head against the GS signing key in the directory "
-        "(read from its topic; roots from --config or --root-public)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="check every signed chain head against the GS signing key in the directory "
+        "(read from its topic; roots from --config or --root-public); default: on with "
+        "--config or --root-public, off otherwise",
     )
     v.add_argument(
         "--root-public",
@@ -106,7 +108,10 @@ def parse_expect(values: list[str]) -> dict[str, tuple[int, bytes]]:
 def head_roots(args: argparse.Namespace) -> tuple[list[Path], str | None]:
     """The root public files and the directory topic to check signed heads with (no files:
     heads are not checked)."""
-    if not (args.heads or args.root_public):
+    heads = args.heads
+    if heads is None:
+        heads = bool(args.config or args.root_public)
+    if not heads:
         return [], None
     if args.config:
         from i24net.router.settings import load_settings
@@ -191,7 +196,8 @@ def _verify(args: argparse.Namespace) -> int:
             print(line)
         if heads is None:
             print(
-                "  signed heads: not checked (add --heads): the hash chain alone does not "
+                "  signed heads: not checked (--no-heads, or no --config/--root-public): "
+                "the hash chain alone does not "
                 "show a rewritten prefix"
             )
         for p in report.problems:

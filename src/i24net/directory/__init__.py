@@ -4,7 +4,9 @@ Each station's record (``net.i24.DirectoryRecord``: keys, validity, status,
 region) is signed on its own by the GS root key, label
 ``b"i24net/v1/directory"``, and published as a ``net.i24.DirectoryEntry`` on
 the log-compacted ``i24.directory`` topic under the station code; every
-service pins the root public key and verifies each entry before use
+service trusts a set of root keys by key id (one pinned key is a set of one; a
+GS-signed root rotation on the topic adds the next, :mod:`i24net.directory.roots`)
+and verifies each entry before use
 (:meth:`Directory.from_entries`). Lookups raise ``VerificationError`` with
 UNKNOWN_SENDER / UNKNOWN_KEY / REVOKED_KEY / SUSPENDED_KEY / EXPIRED_KEY.
 
@@ -47,7 +49,21 @@ from i24net.directory.manifest import (
     sign_manifest,
     verify_manifest,
 )
-from i24net.directory.reader import DirectoryReader, Outcome, Withheld
+from i24net.directory.reader import (
+    DirectoryReader,
+    Outcome,
+    Withheld,
+    directory_from_entries,
+    verify_entry_with,
+)
+from i24net.directory.roots import (
+    ROTATION_PREFIX,
+    RootRotation,
+    Roots,
+    TrustedRoot,
+    load_roots,
+    sign_rotation,
+)
 from i24net.directory.state import DirectoryState, Mark
 from i24net.directory.topic import TOPIC, publish, read_all
 
@@ -55,6 +71,7 @@ __all__ = [
     "LABEL",
     "MANIFEST_KEY",
     "MANIFEST_LABEL",
+    "ROTATION_PREFIX",
     "TOPIC",
     "Directory",
     "DirectoryReader",
@@ -65,15 +82,22 @@ __all__ = [
     "Mark",
     "Outcome",
     "PeerKey",
+    "RootRotation",
+    "Roots",
     "StationRecord",
     "Status",
+    "TrustedRoot",
     "Withheld",
     "check_key_ids",
+    "directory_from_entries",
     "entry_digest",
+    "load_roots",
     "publish",
     "read_all",
     "sign_manifest",
     "sign_record",
+    "sign_rotation",
     "verify_entry",
+    "verify_entry_with",
     "verify_manifest",
 ]
