@@ -66,6 +66,15 @@ SINGLE_NODE_DEFAULTS: Mapping[str, str] = {
     "log.retention.hours": "168",
 }
 
+#: JVM options of a local broker. ``TieredStopAtLevel=1``: compile with C1 only. A
+#: local broker (tests, demo, bench) lives for minutes, and with the default tiered
+#: compiler its C2 threads were most of its CPU for those minutes: at 30 msgs/s, 8-12
+#: of the broker's 18-22 ms per message in the first minute, still 1.4-3 ms after two
+#: (bench/probe_trickle.py, bench/analysis.md "The broker at a trickle"). C1 code
+#: serves requests ~20 % slower than warmed C2 code, which a long-lived production
+#: broker would reach; it is never paid back in a local broker's life.
+LOCAL_JVM_OPTIONS: tuple[str, ...] = ("-XX:TieredStopAtLevel=1",)
+
 
 @dataclass(frozen=True)
 class BrokerSettings:
@@ -91,6 +100,8 @@ class BrokerSettings:
     standalone: bool = True
     #: How the readiness probe connects (TLS/SASL for a secured broker); None: PLAINTEXT.
     probe_connection: KafkaConnection | None = None
+    #: Extra JVM options of the broker and its storage tool (``LOCAL_JVM_OPTIONS``).
+    jvm_options: tuple[str, ...] = LOCAL_JVM_OPTIONS
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -209,6 +220,7 @@ class Broker:
             find_java(),
             f"-Xmx{heap}",
             "-XX:+UseG1GC",
+            *self.settings.jvm_options,
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
             "-cp",
