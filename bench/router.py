@@ -206,6 +206,7 @@ async def fairness(
     quiet_interval_s: float,
     quiet: str = "JP",
     flooder: str = "DE",
+    trace: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A quiet station's router latency alone, then during another station's flood.
 
@@ -219,6 +220,11 @@ async def fairness(
     lasts longer than a window), and the quiet messages created while it was not
     yet drained are the "during a flood" sample. Latency: from the quiet
     message's ``created_ms`` to the end of the router batch that decided it.
+
+    With ``trace``, one dict per batch is appended to it: when it started and ended
+    (ms), how many records it held and decided, the time spent deciding and
+    committing, and for each quiet record its place in the batch and when it was
+    fetched (what a quiet record waited for, batch by batch).
     """
     flood_n = int(min(12_000, max(200, flood_rate * window_s)))
     gw = sc.net.gateway(flooder, _now())
@@ -254,6 +260,8 @@ async def fairness(
             return ds
 
         app.process = timed  # type: ignore[method-assign]
+        if trace is not None:
+            _trace(app, trace, quiet)
         stop = asyncio.Event()
         task = asyncio.create_task(app.run(stop))
         quiet_stop = asyncio.Event()
@@ -311,6 +319,74 @@ async def fairness(
     return out
 
 
+def _trace(app: RouterApp, trace: list[dict[str, Any]], quiet: str) -> None:
+    """Wrap ``app``'s fetch, process and commit to append one dict per batch to ``trace``."""
+    fetched_at: dict[tuple[int, int], int] = {}
+    orig_fetched, orig_process, orig_commit = app._fetched, app.process, app._commit_items
+    current: dict[str, Any] = {}
+
+    def fetched(batch: Any, now: float) -> None:
+        t = _now()
+        for tp, records in batch.items():
+            for r in records:
+                if _sender(r) == quiet:
+                    fetched_at[(tp.partition, r.offset)] = t
+        orig_fetched(batch, now)
+
+    async def commit(items: Any) -> Any:
+        current["decided_ms"] = _now()
+        current["decided"] = len(items)
+        return await orig_commit(items)
+
+    async def process(batch: Any, **kw: Any) -> Any:
+        current.clear()
+        t0 = _now()
+        quiet_at = [
+            (i, (r.partition, r.offset)) for i, r in enumerate(batch) if _sender(r) == quiet
+        ]
+        ds = await orig_process(batch, **kw)
+        t1 = _now()
+        done = current.get("decided", 0)  # the rest went back to the queues
+        trace.append(
+            {
+                "start_ms": t0,
+                "end_ms": t1,
+                "records": len(batch),
+                "decided": current.get("decided", 0),
+                "decide_ms": current.get("decided_ms", t1) - t0,
+                "commit_ms": t1 - current.get("decided_ms", t1),
+                "budget_ms": (kw.get("budget_s") or 0) * 1000,
+                "quiet": [
+                    {
+                        "index": i,
+                        "created_ms": _created(ds, i),
+                        "appended_ms": batch[i].timestamp,
+                        "fetched_ms": fetched_at.pop(k, None),
+                    }
+                    for i, k in quiet_at
+                    if i < done
+                ],
+            }
+        )
+        return ds
+
+    app._fetched = fetched  # type: ignore[method-assign]
+    app.process = process  # type: ignore[method-assign]
+    app._commit_items = commit  # type: ignore[method-assign]
+
+
+def _created(decided: Any, i: int) -> int | None:
+    h = decided[i].header if i < len(decided) else None
+    return h.created_ms if h is not None else None
+
+
+def _sender(record: Any) -> str | None:
+    for k, v in record.headers or ():
+        if k == "i24-sender":
+            return bytes(v).decode("ascii", "replace")
+    return None
+
+
 def produce_records(client_kwargs: dict[str, Any], records: list[Record]) -> float:
     """Produce pre-sealed records as fast as the producer goes (1 MiB batches); runs in
     a child process, so the in-process router under test does not share its event
@@ -361,8 +437,57 @@ async def _paced(sc: _Scenario, interval: float, stop: asyncio.Event, station: s
         await p.stop()
 
 
-if __name__ == "__main__":  # python -m bench.router HOST:PORT
-    import json
-    import sys
+async def fairness_only(
+    conn: KafkaConnection, *, flood_rate: float, window_s: float, trace: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The fairness scenario alone (no throughput runs first), traced batch by batch."""
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        topics = Topics(prefix=f"bench-{uuid.uuid4().hex[:8]}.")
+        net = build_network(sorted(MEMBER_COUNTRIES), tmp / "keys", now_ms=_now())
+        await provision(conn, net, topics, out_partitions=3, **provision_kwargs())
+        sc = _Scenario(conn, tmp, net, topics)
+        await ensure_router_topics(conn, sc.settings("topics"))
+        return await fairness(
+            sc,
+            flood_rate=flood_rate,
+            warmup_s=5.0,
+            window_s=window_s,
+            quiet_interval_s=0.05,
+            trace=trace,
+        )
 
-    print(json.dumps(asyncio.run(run(KafkaConnection(bootstrap=sys.argv[1]))), indent=2))
+
+def _main() -> None:
+    import argparse
+    import json
+
+    from bench._probe import probe_broker
+
+    ap = argparse.ArgumentParser(prog="python -m bench.router", description=__doc__)
+    ap.add_argument("--bootstrap", help="a broker of yours (else a throwaway one)")
+    ap.add_argument(
+        "--fairness-only",
+        action="store_true",
+        help="only the quiet-vs-flood scenario, with a per-batch trace",
+    )
+    ap.add_argument("--flood-rate", type=float, default=1000.0, help="msgs/s (fairness only)")
+    ap.add_argument("--window", type=float, default=15.0, help="seconds (fairness only)")
+    ap.add_argument("--trace", type=Path, help="write the per-batch trace (JSON) here")
+    a = ap.parse_args()
+    with probe_broker(a.bootstrap) as (bootstrap, _pid):
+        conn = KafkaConnection(bootstrap=bootstrap)
+        trace: list[dict[str, Any]] = []
+        if a.fairness_only:
+            out = asyncio.run(
+                fairness_only(conn, flood_rate=a.flood_rate, window_s=a.window, trace=trace)
+            )
+        else:
+            out = asyncio.run(run(conn))
+    if a.trace:
+        a.trace.write_text(json.dumps(trace))
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":  # python -m bench.router [--bootstrap HOST:PORT] [--fairness-only]
+    _main()

@@ -20,6 +20,10 @@ class Rec:
     partition: int
     offset: int
     headers: tuple[tuple[str, bytes], ...] = field(default=())
+    key: bytes | None = None
+    value: bytes = b""
+    timestamp: int = 0
+    timestamp_type: int = 0
 
 
 def rec(sender: str, offset: int, prec: str = "ROUTINE", partition: int = 0) -> Rec:
@@ -120,7 +124,7 @@ async def step(
     app._consumer = consumer
     batches: list[list[Rec]] = []
 
-    async def process(batch: Any, *, budget_s: float | None = None) -> list[Any]:
+    async def process(batch: Any, *, budget_s: float | None = None, **_: Any) -> list[Any]:
         batches.append(list(batch))
         return []
 
@@ -197,3 +201,161 @@ def test_flash_goes_first_across_ingress_partitions() -> None:
     s.add(ingress(3, i) for i in range(50))
     s.add([ingress(7, 0, "FLASH")])
     assert s.next_batch(1) == [ingress(7, 0, "FLASH")]
+
+
+# --- waking lanes: a quiet station during a flood (issue 12, fairness) ------------------
+
+
+def clocked() -> tuple[FairScheduler[Rec], list[float]]:
+    now = [1000.0]
+    return FairScheduler("i24.out.", waking_rate=50.0, clock=lambda: now[0]), now
+
+
+def test_a_quiet_lane_during_a_flood_is_waking() -> None:
+    s, _ = clocked()
+    s.add(rec("FR", i) for i in range(1000))
+    s.add([rec("JP", 0)])
+    batch = s.next_batch(200)
+    assert s.waking_end == batch.index(rec("JP", 0)) + 1 <= 2
+
+
+def test_no_backlog_left_behind_nothing_is_waking() -> None:
+    """The batch holds every queued record: committing it early would gain nothing."""
+    s, _ = clocked()
+    s.add(rec("FR", i) for i in range(5))
+    s.add([rec("JP", 0)])
+    assert len(s.next_batch(200)) == 6 and s.waking_end == 0
+
+
+def test_a_busy_lane_is_steady_not_waking() -> None:
+    """Receipts flowing back during a burst (60 records/s here) keep full batches."""
+    s, now = clocked()
+    for i in range(60):
+        s.add([rec("JP", i)])
+        s.next_batch(200)
+        now[0] += 0.01
+    s.add(rec("FR", i) for i in range(1000))
+    s.add([rec("JP", 60)])
+    s.next_batch(200)
+    assert s.rate("JP") >= 50 and s.waking_end == 0
+    now[0] += 2.0  # two quiet seconds later JP is quiet again
+    s.add([rec("JP", 61)])
+    batch = s.next_batch(200)
+    assert s.waking_end == batch.index(rec("JP", 61)) + 1
+
+
+def test_the_rate_forgets_what_is_older_than_two_seconds() -> None:
+    s, now = clocked()
+    s.add(rec("JP", i) for i in range(10))
+    s.next_batch(200)
+    assert s.rate("JP") == 10
+    now[0] += 1.5
+    assert 4 <= s.rate("JP") <= 6  # half of the previous second is still in the window
+    now[0] += 1.0
+    assert s.rate("JP") == 0
+
+
+def test_more_for_a_batch_in_progress_come_from_the_other_lanes_only() -> None:
+    s, _ = clocked()
+    s.add(rec("FR", i) for i in range(300))
+    batch = s.next_batch(200)
+    assert s.waking_end == 0 and len(batch) == 200
+    s.add([rec("JP", 0), rec("JP", 1)])
+    more = s.next_batch(200, exclude={"FR"})
+    assert more == [rec("JP", 0), rec("JP", 1)] and s.waking_end == 2
+    assert len(s) == 100 and s.next_batch(200, exclude={"FR"}) == []
+
+
+# --- RouterApp.process: the batch commits early for a waking lane ----------------------
+
+
+class FakeTime:
+    """``time`` for the app module: ``perf_counter`` moves only when a record is decided."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+def deciding_app(
+    tmp_path: Path, monkeypatch: Any, ms_per_record: float = 1.0
+) -> tuple[RouterApp, list[Rec]]:
+    """A RouterApp whose decisions take ``ms_per_record`` of a fake clock and whose
+    commits succeed at once; returns it and the list of records decided, in order."""
+    import i24net.router.app as app_module
+
+    clock = FakeTime()
+    monkeypatch.setattr(app_module, "time", clock)
+    app, _ = router_app(tmp_path, batch_waking_budget_ms=8, batch_poll_ms=2)
+    app.scheduler = FairScheduler("i24.out.", waking_rate=50.0, clock=clock.monotonic)
+    decided: list[Rec] = []
+
+    class Pipeline:
+        def process(self, topic: str, origin: str, *rest: Any) -> Any:
+            clock.now += ms_per_record / 1000
+            part, offset = origin.split(":")[1:]
+            decided.append(Rec(topic, int(part), int(offset), ()))
+            return object()
+
+    async def commit(items: Any) -> Any:
+        return items
+
+    app._pipeline = Pipeline()  # type: ignore[assignment]
+    app._commit_items = commit  # type: ignore[method-assign]
+    app._after_commit = lambda *a: None  # type: ignore[method-assign]
+    return app, decided
+
+
+def bare(r: Rec) -> Rec:
+    return Rec(r.topic, r.partition, r.offset, ())
+
+
+async def test_a_batch_with_a_waking_record_commits_after_the_waking_budget(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    app, decided = deciding_app(tmp_path, monkeypatch)
+    app.scheduler.add(rec("FR", i) for i in range(300))
+    app.scheduler.add([rec("JP", 0)])
+    await app.process(app.scheduler.next_batch(200), budget_s=0.020)
+    assert bare(rec("JP", 0)) in decided[:2]
+    assert len(decided) == 8  # 8 ms of deciding, not the 20 ms budget
+    assert len(app.scheduler) == 301 - 8  # the rest went back to the queues
+
+
+async def test_a_flood_alone_keeps_its_whole_budget(tmp_path: Path, monkeypatch: Any) -> None:
+    app, decided = deciding_app(tmp_path, monkeypatch)
+    app.scheduler.add(rec("FR", i) for i in range(300))
+    await app.process(app.scheduler.next_batch(200), budget_s=0.020)
+    assert len(decided) == 20
+
+
+async def test_a_quiet_record_fetched_mid_batch_joins_it_and_ends_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """JP's record arrives while a flood batch is being decided: it is decided at the next
+    look (every ``batch_poll_ms``), and the batch commits right after it."""
+    app, decided = deciding_app(tmp_path, monkeypatch)
+    sched = app.scheduler
+    sched.add(rec("FR", i) for i in range(300))
+    looks: list[int] = []
+
+    async def poll(lanes: set[str]) -> list[Any]:
+        looks.append(len(decided))
+        if len(decided) >= 11 and not any(r.topic.endswith("JP") for r in decided):
+            sched.add([rec("JP", 0)])
+            return sched.next_batch(200, exclude=lanes)
+        return []
+
+    await app.process(sched.next_batch(200), budget_s=0.020, poll=poll)
+    assert looks[:3] == [2, 4, 6]  # every 2 ms of deciding
+    jp = decided.index(bare(rec("JP", 0)))
+    assert jp == 12 and len(decided) == jp + 1  # decided next, then the commit
+    assert len(sched) == 300 - jp

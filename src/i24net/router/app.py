@@ -22,7 +22,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -132,7 +132,10 @@ class RouterApp:
         self.metrics = RouterMetrics.create(registry)
         self.lock = asyncio.Lock()
         self.scheduler: FairScheduler[Any] = FairScheduler(
-            settings.topics.out_prefix, settings.topics.ingress
+            settings.topics.out_prefix,
+            settings.topics.ingress,
+            waking_rate=settings.router.batch_waking_rate,
+            clock=monotonic,
         )
         self.conn = settings.kafka.connection(f"i24net-router-{settings.router.instance}")
         self.directory = Directory(())
@@ -513,7 +516,7 @@ class RouterApp:
         if batch:
             await self._poll_seen()
             budget = s.batch_shared_budget_ms if self._shared(now) else s.batch_budget_ms
-            await self.process(batch, budget_s=budget / 1000)
+            await self.process(batch, budget_s=budget / 1000, poll=self._waking)
         if now >= self._lag_due:
             self._lag_due = now + s.lag_interval_ms / 1000
             self._lag()
@@ -600,13 +603,41 @@ class RouterApp:
                 g = gauges[tp] = lag.labels(tp.topic, str(tp.partition))
             g.set(max(0, end - done))
 
+    async def _waking(self, lanes: set[str]) -> list[Any]:
+        """Records that arrived, while a batch of ``lanes`` is being decided, from the
+        other lanes (only their partitions are fetched: the busy lanes' next records stay
+        in the consumer's buffer). The loop gets a turn first, so that the fetcher can
+        read what the broker answered meanwhile."""
+        await asyncio.sleep(0)
+        c = self._consumer
+        sched = self.scheduler
+        tps = [tp for tp in c.assignment() if sched.sender(tp.topic, tp.partition) not in lanes]
+        if not tps:
+            return []
+        more = await c.getmany(
+            *tps, timeout_ms=0, max_records=self.settings.router.batch_max_records
+        )
+        if not more:
+            return []
+        self._fetched(more, self._monotonic())
+        return sched.next_batch(self.settings.router.batch_max_records, exclude=lanes)
+
     async def process(
-        self, batch: Sequence[Any], *, budget_s: float | None = None
+        self,
+        batch: Sequence[Any],
+        *,
+        budget_s: float | None = None,
+        poll: Callable[[set[str]], Awaitable[list[Any]]] | None = None,
     ) -> list[Decided]:
         """Decide the records of ``batch`` in order and commit them in one transaction.
 
         With ``budget_s``, deciding stops once that much time was spent (at least one
         record is decided): the rest goes back to the scheduler for the next batch.
+        A batch with a waking lane's records (a quiet station during another's flood,
+        ``FairScheduler.waking_end``) stops once they are decided and
+        ``batch_waking_budget_ms`` was spent. With ``poll`` (the consumer loop's
+        ``_waking``), every ``batch_poll_ms`` of deciding looks for records of other
+        lanes: those are decided next, and the batch then stops the same way.
         A transaction that fails for a reason the broker may get over (retriable) is
         retried from the first record; one that the broker refused for what it holds
         (e.g. a record too large for its topic) is split in halves until the record at
@@ -614,16 +645,37 @@ class RouterApp:
         notice to its sender: one record never wedges its partition.
         """
         t0 = time.perf_counter()
+        s = self.settings.router
         async with self.lock:
             if self._stopped:  # stopping: leave the records to the group's next owner
                 return []
             ids: set[str] = set()
             items: list[tuple[Any, Decided]] = []
-            for i, r in enumerate(batch):
-                if budget_s is not None and i and time.perf_counter() - t0 >= budget_s:
-                    self.scheduler.put_back(batch[i:])
-                    batch = batch[:i]
-                    break
+            batch = list(batch)
+            sched = self.scheduler
+            waking_end = sched.waking_end if budget_s is not None else 0
+            waking_s = s.batch_waking_budget_ms / 1000
+            poll_s = s.batch_poll_ms / 1000
+            next_poll = t0 + poll_s
+            lanes = {sched.sender(r.topic, r.partition) for r in batch}
+            i = 0
+            while i < len(batch):
+                if budget_s is not None and i >= max(1, waking_end):
+                    spent = time.perf_counter() - t0
+                    if spent >= budget_s or (waking_end and spent >= waking_s):
+                        sched.put_back(batch[i:])
+                        del batch[i:]
+                        break
+                    if poll is not None and spent >= next_poll - t0:
+                        extra = await poll(lanes)
+                        next_poll = time.perf_counter() + poll_s
+                        if extra:  # decided next; the rest of the batch goes back after them
+                            batch[i:i] = extra
+                            lanes.update(sched.sender(r.topic, r.partition) for r in extra)
+                            if sched.waking_end:
+                                waking_end = max(waking_end, i + sched.waking_end)
+                r = batch[i]
+                i += 1
                 origin = f"{r.topic}:{r.partition}:{r.offset}"
                 d = self.pipeline.process(
                     r.topic, origin, r.key, r.value, list(r.headers or ()), ids, _appended(r)

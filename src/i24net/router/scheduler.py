@@ -15,6 +15,19 @@ unauthenticated hint (the router checks it against the signed header
 afterwards and refuses a mismatch), which can only reorder the claimant's
 own share.
 
+**Waking lanes.** A lane whose queue this batch drains, while another lane
+keeps a backlog, and which sends fewer than ``waking_rate`` records/s (over
+about the last second), is *waking*: a quiet station's message arriving
+during another station's flood. The app commits such a batch early
+(``waking_end`` says after which record), and looks for waking lanes while it
+decides a batch (``next_batch(exclude=...)`` adds them to the batch in
+progress), so a quiet station's message waits for a few milliseconds of the
+flood and one commit, not for a whole batch's budget. A busier lane
+(receipts flowing back during a burst) is steady: its batches keep their full
+budget, so a backlog is still committed many records per transaction, and
+the early commits are bounded by the waking lanes' rates. With no backlog
+left behind nothing is cut: the batch already holds every queued record.
+
 A "sender" here is a **lane**: the station of a per-station ``i24.out.<station>``
 topic (old layout), or one partition of the shared ingress topic, which gateways
 write partitioned by sender (docs/topics.md). A partition's records must be taken
@@ -25,10 +38,13 @@ codes hash to the same ingress partition share one lane (see docs/topics.md,
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
+DEFAULT_WAKING_RATE = 50.0
+"""Records/s below which a lane counts as quiet (see "Waking lanes")."""
 RANK = {"FLASH": 0, "IMMEDIATE": 1, "PRIORITY": 2, "ROUTINE": 3, "DEFERRED": 4}
 DEFAULT_RANK = RANK["ROUTINE"]
 
@@ -60,13 +76,27 @@ class FairScheduler(Generic[R]):
     hundreds of assigned ones.
     """
 
-    def __init__(self, out_prefix: str, ingress: str | None = None) -> None:
+    def __init__(
+        self,
+        out_prefix: str,
+        ingress: str | None = None,
+        *,
+        waking_rate: float = DEFAULT_WAKING_RATE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``clock``: monotonic seconds, for the lanes' rates (tests drive it)."""
         self.out_prefix = out_prefix
+        self.waking_rate = waking_rate
+        self._clock = clock
+        self._rates: dict[str, tuple[int, int, int]] = {}  # lane -> (second, n then, n before)
         self.ingress = ingress
         self._queues: dict[tuple[str, int], deque[tuple[int, R]]] = {}
         self._count = 0
         self._turn = 0  # increases at each take; last-served turn per sender
         self._served: dict[str, int] = {}
+        self.waking_end = 0
+        """After :meth:`next_batch`: 1 + the index of the last record of a waking lane in
+        the batch (see the module docstring), 0 when the batch has none."""
 
     def __len__(self) -> int:
         return self._count
@@ -132,11 +162,19 @@ class FairScheduler(Generic[R]):
         self._queues.clear()
         self._count = 0
 
-    def next_batch(self, max_records: int) -> list[R]:
-        """Up to ``max_records`` records, in the order they should be processed."""
+    def next_batch(self, max_records: int, *, exclude: Collection[str] = ()) -> list[R]:
+        """Up to ``max_records`` records, in the order they should be processed.
+
+        Without ``exclude`` this starts a new batch. With ``exclude`` (the lanes of the
+        batch in progress) it returns more records for that batch from the other lanes
+        only: records that arrived while it was being decided. Either way
+        ``waking_end`` is set for the records returned.
+        """
         out: list[R] = []
         taken: dict[str, int] = {}
         queues = self._queues
+        if exclude:
+            queues = {tp: q for tp, q in queues.items() if self.sender(*tp) not in exclude}
         while len(out) < max_records and queues:
             heads: dict[str, tuple[int, tuple[str, int]]] = {}
             for tp, q in queues.items():
@@ -157,8 +195,47 @@ class FairScheduler(Generic[R]):
             out.append(q.popleft()[1])
             if not q:
                 del queues[tp]
+                if exclude:
+                    del self._queues[tp]
             self._count -= 1
             taken[s] = taken.get(s, 0) + 1
             self._turn += 1
             self._served[s] = self._turn
+        self._count_taken(taken)
+        self.waking_end = self._waking_end(out, taken)
         return out
+
+    def _count_taken(self, taken: dict[str, int]) -> None:
+        now = self._clock()
+        second = int(now)
+        rates = self._rates
+        for lane, n in taken.items():
+            at, this, before = rates.get(lane, (second, 0, 0))
+            if at != second:
+                this, before = 0, (this if at == second - 1 else 0)
+            rates[lane] = (second, this + n, before)
+        if len(rates) > 4 * len(self._queues) + 64:  # forget lanes idle for two seconds
+            for lane in [k for k, v in rates.items() if v[0] < second - 1]:
+                del rates[lane]
+
+    def rate(self, lane: str) -> float:
+        """Records/s taken from ``lane`` over about the last second: this second's count
+        plus the previous second's, weighted by the part of it still in the window."""
+        now = self._clock()
+        second = int(now)
+        at, this, before = self._rates.get(lane, (second, 0, 0))
+        if at == second - 1:
+            this, before = 0, this
+        elif at != second:
+            return 0.0
+        return this + before * (1 - (now - second))
+
+    def _waking_end(self, out: list[R], taken: dict[str, int]) -> int:
+        left = {self.sender(*tp) for tp in self._queues}
+        waking = {s for s in taken if s not in left and self.rate(s) < self.waking_rate}
+        if not waking or not left:  # nobody waking, or no backlog left behind
+            return 0
+        for i in range(len(out) - 1, -1, -1):
+            if self.sender(out[i].topic, out[i].partition) in waking:
+                return i + 1
+        return 0

@@ -94,6 +94,17 @@ class RouterSection(_S):
     batch_shared_budget_ms: Annotated[int, Field(ge=1)] = 20
     """The budget while two or more senders are active: a quiet station's message then
     waits behind at most one short transaction, whatever another station floods."""
+    batch_waking_budget_ms: Annotated[int, Field(ge=1)] = 8
+    """A batch holding a waking lane's records (a lane sending under ``batch_waking_rate``
+    while another keeps a backlog: a quiet station during a flood) commits once those are
+    decided and this much time was spent: the quiet message waits for a few records of the
+    flood and one commit, not for a whole ``batch_shared_budget_ms`` (router/scheduler.py)."""
+    batch_waking_rate: Annotated[float, Field(gt=0)] = 50.0
+    """Records/s under which a lane (an ingress partition) counts as quiet; a busier lane's
+    records ride in full batches (receipts during a burst: transactions stay large)."""
+    batch_poll_ms: Annotated[int, Field(ge=1)] = 2
+    """While a batch is decided, look this often for records of the other lanes (a waking
+    lane's records join the batch in progress, which then commits as above)."""
     active_window_ms: Annotated[int, Field(ge=1)] = 2000
     """A sender counts as active for this long after its last fetched record."""
     buffer_per_partition: Annotated[int, Field(ge=1)] = 2000
