@@ -45,6 +45,7 @@ REQUIRED_ALERTS = {
     "I24netRouterInternalError",
     "I24netDirectoryRollback",
     "I24netDirectoryStale",
+    "I24netEncryptionKeyRotationDue",
 }
 NEVER_FIRES = "vector(1) < 0"
 

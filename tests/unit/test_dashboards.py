@@ -48,11 +48,21 @@ PANEL_TYPES = {"row", "timeseries", "stat", "table", "bargauge", "gauge", "text"
 
 def defined_names() -> frozenset[str]:
     """Every sample name a gateway or a router can expose."""
+    from i24net.gateway.intake import EnvelopeVersionMetrics
+    from i24net.gateway.keyring import KeyringMetrics
+    from i24net.router.keyring import RouterKeyringMetrics
+    from i24net.router.pipeline import VersionMetrics
+
     gateway, router = CollectorRegistry(), CollectorRegistry()
     GatewayMetrics.create(gateway)
     build_info(gateway)
+    # defined beside the code that counts them, on the same registry as GatewayMetrics
+    EnvelopeVersionMetrics.create(gateway)
+    KeyringMetrics.create(gateway)
     RouterMetrics.create(router)
     build_info(router)
+    RouterKeyringMetrics.create(router)
+    VersionMetrics.create(router)
     return exposed_names(gateway) | exposed_names(router)
 
 

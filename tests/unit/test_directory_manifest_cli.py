@@ -54,3 +54,35 @@ def test_manifest_names_every_entry_and_its_version_only_grows(gs: Path) -> None
         )
         == 0
     )
+
+
+def test_build_publishes_the_encryption_keys_rotation_schedule(tmp_path: Path) -> None:
+    """``directory build`` gives every encryption and KEM key an end (30 days after the key
+    was made, by default): the schedule the gateways count down to; signing keys keep none."""
+    from i24net.directory import StationRecord
+    from i24net.keys import load_public
+
+    keys = tmp_path / "keys"
+    assert main(["keys", "generate", "--station", "FR", "--out", str(keys)]) == 0
+    pub = load_public(keys / "FR.public.json")
+    store = SchemaStore.default()
+
+    def built(*extra: str) -> StationRecord:
+        out = tmp_path / "records.jsonl"
+        assert main(["directory", "build", "--keys", str(keys), "--out", str(out), *extra]) == 0
+        line = out.read_text(encoding="utf-8").split()[0]
+        return StationRecord.from_avro(store.decode("net.i24.DirectoryRecord", bytes.fromhex(line)))
+
+    rec = built()
+    assert len(rec.encryption_keys) == 2  # the v1 key and the v2 KEM key
+    assert {k.valid_until_ms for k in rec.encryption_keys} == {pub.created_ms + 30 * 86_400_000}
+    assert {k.valid_until_ms for k in rec.signing_keys} == {None}
+    rec = built("--encryption-lifetime", "7")
+    assert {k.valid_until_ms for k in rec.encryption_keys} == {pub.created_ms + 7 * 86_400_000}
+    assert {k.valid_until_ms for k in built("--encryption-lifetime", "0").encryption_keys} == {None}
+    assert (
+        main(
+            ["directory", "build", "--keys", str(keys), "--out", "x", "--encryption-lifetime", "-1"]
+        )
+        == 2
+    )

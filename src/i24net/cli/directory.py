@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import tomllib
 from datetime import UTC, datetime
@@ -48,6 +49,15 @@ def register(sub: Any) -> None:
     b = ds.add_parser("build", help="records from a folder of *.public.json key files")
     b.add_argument("--keys", type=Path, required=True)
     b.add_argument("--out", type=Path, required=True, help="records file (JSON lines)")
+    b.add_argument(
+        "--encryption-lifetime",
+        type=int,
+        default=30,
+        metavar="DAYS",
+        help="publish valid_until = key creation + DAYS on every encryption and KEM key: the "
+        "rotation schedule gateways count down to (default 30; 0: no end, not recommended: "
+        "a key that never ends keeps everything wrapped to it exposed)",
+    )
     b.set_defaults(func=_build)
     s = ds.add_parser("sign", help="sign records with the GS root secret key")
     s.add_argument("--records", type=Path, required=True)
@@ -110,6 +120,8 @@ def _build(args: argparse.Namespace) -> int:
     files = sorted(args.keys.glob("*.public.json"))
     if not files:
         raise DirectoryError(f"no *.public.json key files in {args.keys}")
+    if args.encryption_lifetime < 0:
+        raise ConfigError("--encryption-lifetime is 0 (no end) or a number of days")
     store = SchemaStore.default()
     lines = []
     for f in files:
@@ -117,6 +129,14 @@ def _build(args: argparse.Namespace) -> int:
         rec = StationRecord.for_station(
             station(pub.station), [pub], valid_from_ms=pub.created_ms, issued_ms=now
         )
+        if args.encryption_lifetime:
+            until = pub.created_ms + args.encryption_lifetime * 86_400_000
+            rec = dataclasses.replace(
+                rec,
+                encryption_keys=tuple(
+                    dataclasses.replace(k, valid_until_ms=until) for k in rec.encryption_keys
+                ),
+            )
         lines.append(store.encode("net.i24.DirectoryRecord", rec.to_avro()).hex())
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"{len(lines)} records written to {args.out} (unsigned; next: directory sign)")
