@@ -95,3 +95,43 @@ def test_replayed_error_carries_the_message_id() -> None:
     with pytest.raises(VerificationError) as e2:
         w.check("m-2", T0, T0 - 10 * MIN)
     assert e2.value.message_id is None
+
+
+def synchronous_level(w: ReplayWindow) -> int:
+    assert w._db is not None
+    return int(w._db.execute("PRAGMA synchronous").fetchone()[0])
+
+
+def test_a_cache_of_a_durable_log_is_not_fsynced_per_commit(tmp_path: Path) -> None:
+    """The router's SQLite copy of its changelog commits without fsync (NORMAL in WAL);
+    a window that is the only copy keeps FULL (an fsync per commit)."""
+    full = ReplayWindow(clock=FixedClock(T0), path=tmp_path / "full.sqlite3")
+    cache = ReplayWindow(clock=FixedClock(T0), path=tmp_path / "cache.sqlite3", synchronous=False)
+    assert synchronous_level(full) == 2 and synchronous_level(cache) == 1
+    full.close()
+    cache.close()
+
+
+def test_a_cache_still_keeps_ids_and_their_mark_across_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "seen.sqlite3"
+    clock = FixedClock(T0)
+    w = ReplayWindow(clock=clock, path=db, synchronous=False)
+    w.record_many([("a", T0 + 10 * MIN)], mark=("seen_offset", 41))
+    w.close()
+    w2 = ReplayWindow(clock=clock, path=db, synchronous=False)
+    assert w2.seen("a") and w2.mark("seen_offset") == 41
+    w2.close()
+
+
+def test_ids_recorded_in_memory_only_are_not_in_the_database(tmp_path: Path) -> None:
+    """``persist=False``: refused as replays from now on, but written to the database only
+    when they come back from the changelog with its offset."""
+    db = tmp_path / "seen.sqlite3"
+    clock = FixedClock(T0)
+    w = ReplayWindow(clock=clock, path=db)
+    assert w.record_many([("a", T0 + 10 * MIN)], persist=False) == 1
+    assert reason_of(w, "a", T0, T0 + 10 * MIN) is Reason.REPLAYED
+    w.close()
+    w2 = ReplayWindow(clock=clock, path=db)
+    assert not w2.seen("a")
+    w2.close()

@@ -223,8 +223,11 @@ class RouterApp:
         self._directory_gauges()
         if len(self.directory) == 0:
             raise ServiceError(f"directory topic {s.topics.directory} is empty; publish it first")
+        # A cache of i24.router.seen (durable with the deliveries): no fsync per commit.
         self._replay = ReplayWindow(
-            clock=self.clock, path=s.state.dir / f"replay-{s.router.instance}.sqlite3"
+            clock=self.clock,
+            path=s.state.dir / f"replay-{s.router.instance}.sqlite3",
+            synchronous=False,
         )
         await self._start_seen()
         self._producer = await self._new_producer()  # fences a zombie with our transactional id
@@ -829,8 +832,9 @@ class RouterApp:
         replay = self._replay
         now = self.clock()
         if replay is not None:
-            # One SQLite transaction (one fsync) per Kafka transaction.
-            replay.record_many(d.record for d in decided if d.record is not None)
+            # In memory now; SQLite gets them once, read back from i24.router.seen with its
+            # offset (_apply_seen): the changelog, not this copy, makes them durable.
+            replay.record_many((d.record for d in decided if d.record is not None), persist=False)
         for d in decided:
             h = d.header
             kind = h.kind if h else "unknown"
