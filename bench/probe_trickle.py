@@ -253,6 +253,12 @@ def thread_cpu(pid: int, proc: Path = PROC) -> dict[str, float]:
     return dict(out)
 
 
+def sys_seconds(pid: int, proc: Path = PROC, ticks: int = 100) -> float:
+    """Kernel-mode CPU seconds (stime) of a process: syscalls, wake-ups, the network."""
+    stat = (proc / str(pid) / "stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[12]) / ticks
+
+
 def thread_delta(a: dict[str, float], b: dict[str, float], per: float) -> dict[str, float]:
     """Milliseconds per unit (message or second) by thread name, largest first."""
     d = {k: (b.get(k, 0.0) - a.get(k, 0.0)) * 1000 / per for k in b}
@@ -331,7 +337,7 @@ async def measure(
                         raise RuntimeError("warm-up messages not stored at JP")
                     for i, name in enumerate(args.phases):
                         reqlog.mark()
-                        threads0 = thread_cpu(b.pid)
+                        threads0, sys0 = thread_cpu(b.pid), sys_seconds(b.pid)
                         t_start = time.monotonic() - b._t0
                         if name == "idle":
                             r: dict[str, Any] = await pl.idle(meter, args.idle_s)
@@ -353,6 +359,7 @@ async def measure(
                         r = {k: v for k, v in r.items() if not k.startswith(("p", "mean"))}
                         r["phase"], r["since_broker_start_s"] = name, round(t_start, 1)
                         r["broker_threads_ms"] = thread_delta(threads0, thread_cpu(b.pid), per)
+                        r["broker_sys_ms"] = round((sys_seconds(b.pid) - sys0) * 1000 / per, 2)
                         req = reqlog.since()
                         if req:
                             r["requests_per_unit"] = {
@@ -386,7 +393,7 @@ def _line(r: dict[str, Any]) -> str:
         )
         head = f"  {r['phase']} @{r['since_broker_start_s']}s: CPU ms/msg: {cpu}"
     unit = "s" if r["phase"] == "idle" else "msg"
-    head += f"\n    broker threads, ms/{unit}: " + ", ".join(
+    head += f"\n    broker threads, ms/{unit} (kernel {r['broker_sys_ms']:g}): " + ", ".join(
         f"{k} {v:g}" for k, v in list(r["broker_threads_ms"].items())[:12]
     )
     if "requests_per_unit" in r:
