@@ -237,6 +237,43 @@ class RequestLog:
         return parse_requests(text.splitlines())
 
 
+# --- transactions ------------------------------------------------------------------
+
+
+class Transactions:
+    """Router transactions, counted on ``i24.router.seen``: each routing transaction
+    writes its message ids there and ends with one commit marker, which takes an
+    offset but is no record, so transactions = offsets taken - records read."""
+
+    def __init__(self, conn: KafkaConnection, topic: str) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        self.tp = TopicPartition(topic, 0)
+        self.consumer = AIOKafkaConsumer(
+            **conn.client_kwargs(), enable_auto_commit=False, isolation_level="read_committed"
+        )
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.assign([self.tp])
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def end(self) -> int:
+        return int((await self.consumer.end_offsets([self.tp]))[self.tp])
+
+    async def between(self, start: int, end: int) -> int:
+        """Transactions committed in ``[start, end)`` of the topic."""
+        c, records = self.consumer, 0
+        c.seek(self.tp, start)
+        deadline = time.monotonic() + 30
+        while await c.position(self.tp) < end and time.monotonic() < deadline:
+            batch = await c.getmany(self.tp, timeout_ms=500)
+            records += sum(1 for r in batch.get(self.tp, ()) if r.offset < end)
+        return (end - start) - records
+
+
 # --- the broker's threads -----------------------------------------------------------
 
 
@@ -328,6 +365,8 @@ async def measure(
             assert b.pid is not None
             pids = {"gateway_FR": fr.pid, "gateway_JP": jp.pid, "router": router.pid}
             meter = CpuMeter({**pids, "broker": b.pid, "loadgen": os.getpid()})
+            txns = Transactions(conn, cl.topics.seen)
+            await txns.start()
             async with pl.client(fr, max_connections=512) as cfr, pl.client(jp) as cjp:
                 watch = pl.InboxWatch(cjp)
                 watch.start()
@@ -338,6 +377,7 @@ async def measure(
                     for i, name in enumerate(args.phases):
                         reqlog.mark()
                         threads0, sys0 = thread_cpu(b.pid), sys_seconds(b.pid)
+                        seen0 = await txns.end()
                         t_start = time.monotonic() - b._t0
                         if name == "idle":
                             r: dict[str, Any] = await pl.idle(meter, args.idle_s)
@@ -360,6 +400,8 @@ async def measure(
                         r["phase"], r["since_broker_start_s"] = name, round(t_start, 1)
                         r["broker_threads_ms"] = thread_delta(threads0, thread_cpu(b.pid), per)
                         r["broker_sys_ms"] = round((sys_seconds(b.pid) - sys0) * 1000 / per, 2)
+                        n_txns = await txns.between(seen0, await txns.end())
+                        r["router_transactions_per_unit"] = round(n_txns / max(per, 1e-9), 2)
                         req = reqlog.since()
                         if req:
                             r["requests_per_unit"] = {
@@ -374,6 +416,7 @@ async def measure(
                         say(_line(r))
                 finally:
                     await watch.stop()
+                    await txns.stop()
         finally:
             cl.stop_all()
     return out
@@ -393,6 +436,7 @@ def _line(r: dict[str, Any]) -> str:
         )
         head = f"  {r['phase']} @{r['since_broker_start_s']}s: CPU ms/msg: {cpu}"
     unit = "s" if r["phase"] == "idle" else "msg"
+    head += f"\n    router transactions per {unit}: {r['router_transactions_per_unit']:g}"
     head += f"\n    broker threads, ms/{unit} (kernel {r['broker_sys_ms']:g}): " + ", ".join(
         f"{k} {v:g}" for k, v in list(r["broker_threads_ms"].items())[:12]
     )
