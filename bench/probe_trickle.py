@@ -24,6 +24,11 @@ JIT compiler and GC threads are in the per-thread CPU figures, not in JFR's samp
     .venv/bin/python -m bench.probe_trickle --requests         # + requests by API
     .venv/bin/python -m bench.probe_trickle --jfr --jfr-out /tmp/trickle.jfr
     .venv/bin/python -m bench.probe_trickle --jit tiered --phases trickle trickle burst trickle
+    .venv/bin/python -m bench.probe_trickle --router batch_linger_ms=40 --phases trickle trickle
+
+Each trickle also gives its latency (p50/p99 from the scheduled send to storage at
+JP) and the router's transactions per message (``Transactions``); ``--router k=v``
+sets a ``[router]`` setting of the router it starts (``batch_linger_ms=40``).
 
 Figures: bench/analysis.md, "The broker at a trickle".
 """
@@ -396,7 +401,7 @@ async def measure(
                             per = r["messages"] - r["missing"]
                         else:
                             raise SystemExit(f"unknown phase {name}")
-                        r = {k: v for k, v in r.items() if not k.startswith(("p", "mean"))}
+                        r = {k: v for k, v in r.items() if not isinstance(v, (list, dict))}
                         r["phase"], r["since_broker_start_s"] = name, round(t_start, 1)
                         r["broker_threads_ms"] = thread_delta(threads0, thread_cpu(b.pid), per)
                         r["broker_sys_ms"] = round((sys_seconds(b.pid) - sys0) * 1000 / per, 2)
@@ -435,6 +440,8 @@ def _line(r: dict[str, Any]) -> str:
             if k.startswith("cpu_ms_per_msg_")
         )
         head = f"  {r['phase']} @{r['since_broker_start_s']}s: CPU ms/msg: {cpu}"
+        if "p50_ms" in r:
+            head += f"; latency p50 {r['p50_ms']:.0f} p99 {r['p99_ms']:.0f} ms"
     unit = "s" if r["phase"] == "idle" else "msg"
     head += f"\n    router transactions per {unit}: {r['router_transactions_per_unit']:g}"
     head += f"\n    broker threads, ms/{unit} (kernel {r['broker_sys_ms']:g}): " + ", ".join(
@@ -459,10 +466,17 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--jit", choices=("c1", "tiered"), default="c1", help="the broker's JIT")
     ap.add_argument("--jvm", action="append", default=[], help="a broker JVM flag (repeat)")
+    ap.add_argument(
+        "--router", action="append", default=[], help="a [router] setting k=v (TOML value)"
+    )
     ap.add_argument("--prop", action="append", default=[], help="a broker property k=v")
     ap.add_argument("--jfr-out", type=Path, help="keep the JFR recording here")
     ap.add_argument("--keep-requests", type=Path, help="append the raw request log here")
     args = ap.parse_args()
+    if args.router:
+        extra = {k: json.loads(v) for k, v in (x.split("=", 1) for x in args.router)}
+        base = pl.router_extra
+        pl.router_extra = lambda *, legacy: {**base(legacy=legacy), **extra}  # type: ignore[assignment]
     if args.burst and "burst" not in args.phases:
         args.phases.append("burst")
     with tempfile.TemporaryDirectory(prefix="i24net-probe-broker-") as tmp:
