@@ -51,6 +51,7 @@ from i24net.directory.roots import Roots
 from i24net.errors import DirectoryError
 from i24net.gateway.metrics import GatewayMetrics
 from i24net.kafka import KafkaConnection
+from i24net.kafka.clients import TAIL_FETCH_MAX_WAIT_MS
 from i24net.keys import RootPublic
 from i24net.schemas import SchemaStore
 
@@ -173,6 +174,7 @@ class DirectoryFollower:
                 enable_auto_commit=False,
                 isolation_level="read_committed",
                 auto_offset_reset="earliest",
+                fetch_max_wait_ms=TAIL_FETCH_MAX_WAIT_MS,  # idle most of its life
             )
             try:
                 await consumer.start()

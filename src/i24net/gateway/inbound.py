@@ -43,6 +43,7 @@ from i24net.gateway.keyring import PreviousKeys
 from i24net.gateway.metrics import GatewayMetrics
 from i24net.gateway.settings import Settings
 from i24net.kafka import KafkaConnection
+from i24net.kafka.clients import TAIL_FETCH_MAX_WAIT_MS
 from i24net.keys import StationSecrets
 from i24net.replay import ReplayWindow
 from i24net.schemas import KIND_SCHEMAS, SchemaStore
@@ -156,6 +157,7 @@ class InboundStream:
                 max_partition_fetch_bytes=2 << 20,
                 fetch_max_bytes=16 << 20,
                 request_timeout_ms=max(self.settings.kafka.request_timeout_ms, 40_000),
+                fetch_max_wait_ms=TAIL_FETCH_MAX_WAIT_MS,  # idle most of its life
             )
             try:
                 await consumer.start()
