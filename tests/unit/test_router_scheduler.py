@@ -359,3 +359,41 @@ async def test_a_quiet_record_fetched_mid_batch_joins_it_and_ends_it(
     jp = decided.index(bare(rec("JP", 0)))
     assert jp == 12 and len(decided) == jp + 1  # decided next, then the commit
     assert len(sched) == 300 - jp
+
+
+class LookingConsumer:
+    """``getmany`` of the partitions asked for: ``records`` of those, or ``error``."""
+
+    def __init__(self, records: list[Rec], error: Exception | None = None) -> None:
+        self.records, self.error = records, error
+        self.asked: list[tuple[object, ...]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition("i24.out.FR", 0), TopicPartition("i24.out.JP", 0)}
+
+    async def getmany(self, *tps: object, timeout_ms: int = 0, max_records: int = 0) -> Any:
+        self.asked.append(tps)
+        if self.error is not None:
+            raise self.error
+        return {
+            tp: [r for r in self.records if (r.topic, r.partition) == tp]
+            for tp in tps
+            if any((r.topic, r.partition) == tp for r in self.records)
+        }
+
+
+async def test_the_look_for_waking_lanes_fetches_only_the_other_lanes(tmp_path: Path) -> None:
+    app, _ = router_app(tmp_path)
+    app.scheduler.add(rec("FR", i) for i in range(300))
+    app.scheduler.next_batch(200)
+    app._consumer = LookingConsumer([rec("JP", 0)])
+    assert await app._waking({"FR"}) == [rec("JP", 0)]
+    assert app._consumer.asked == [(TopicPartition("i24.out.JP", 0),)]
+    assert app.scheduler.waking_end == 1
+
+
+async def test_a_failed_look_leaves_the_batch_in_flight_alone(tmp_path: Path) -> None:
+    """The consumer loop's own ``getmany`` meets the error next; the batch is finished."""
+    app, _ = router_app(tmp_path)
+    app._consumer = LookingConsumer([], error=RuntimeError("rebalancing"))
+    assert await app._waking({"FR"}) == []

@@ -617,9 +617,13 @@ class RouterApp:
         tps = [tp for tp in c.assignment() if sched.sender(tp.topic, tp.partition) not in lanes]
         if not tps:
             return []
-        more = await c.getmany(
-            *tps, timeout_ms=0, max_records=self.settings.router.batch_max_records
-        )
+        try:
+            more = await c.getmany(
+                *tps, timeout_ms=0, max_records=self.settings.router.batch_max_records
+            )
+        except Exception as exc:  # the loop's own getmany meets it next; finish this batch
+            log.debug("looking for waking lanes: %r", exc)
+            return []
         if not more:
             return []
         self._fetched(more, self._monotonic())
