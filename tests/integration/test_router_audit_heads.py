@@ -25,6 +25,11 @@ async def test_the_router_signs_every_transaction_head_and_audit_verify_checks_i
         await w.send(data, [])
     delivered = await w.read(w.topics.inbox("JP"), 2)
     assert len(delivered) == 2
+    # the router's own periodic verification checks the heads too (a gauge per kind)
+    own = await router.app.verify_audit()
+    assert own.ok, own.problems
+    [mine] = own.chains.values()
+    assert mine.signed_heads >= 1 and mine.signed_through == mine.head.next_sequence - 1
     await router.close()
     records = [
         RawRecord(r.offset, r.key, r.value, tuple((k, bytes(v)) for k, v in r.headers))

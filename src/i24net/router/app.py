@@ -34,6 +34,7 @@ from i24net.audit import (
     Chain,
     Entry,
     Head,
+    HeadCheck,
     HeadSigner,
     ProblemKind,
     Report,
@@ -150,6 +151,7 @@ class RouterApp:
         self._replay: ReplayWindow | None = None
         self._pipeline: Pipeline | None = None
         self._chain: Chain | None = None
+        self._head_signer_station = ""
         self._stopped = False
         self._paused: set[Any] = set()
         self.committed_batches = 0
@@ -235,6 +237,7 @@ class RouterApp:
         # the GS signing key signs the chain's head once per transaction (docs/router.md)
         signer = HeadSigner(secrets.signing_key_id, secrets.signing)
         self._chain = Chain(s.chain_id, self.store, head, signer=signer)
+        self._head_signer_station = secrets.station
         self.metrics.audit_chain_length.labels(s.chain_id).set(head.next_sequence)
         log.info("audit chain %s continues at sequence %d", s.chain_id, head.next_sequence)
         self._pipeline = Pipeline(
@@ -263,6 +266,11 @@ class RouterApp:
             max_poll_interval_ms=300_000,
             max_partition_fetch_bytes=MAX_BYTES,
             fetch_max_bytes=16 * MAX_BYTES,
+            # aiokafka leaves a partition whose fetched records are still unconsumed (e.g.
+            # during a slow commit) out of its next fetch, and the broker then holds that
+            # fetch up to fetch_max_wait_ms if the partitions it lists are empty: 500 ms
+            # stalls were seen in 4 of 8 flood runs (docs/router.md, fair scheduling).
+            fetch_max_wait_ms=50,
         )
         self._consumer.subscribe(
             pattern=s.topics.out_pattern(legacy=s.router.legacy_out_topics),
@@ -934,8 +942,16 @@ class RouterApp:
         finally:
             await c.stop()
         expect = {self.chain.chain_id: (head.next_sequence, head.last_hash)}
+        # Signed heads are checked against the GS signing key of the directory this router
+        # follows: a prefix rewritten with recomputed hashes is BAD_HEAD, records appended
+        # after the last signed head are UNSIGNED (docs/router.md, "Signed heads").
+        heads = HeadCheck(self._head_signer_station, self.directory.signing_key)
         report = await asyncio.to_thread(
-            verify_chain, records, self.store, expect=expect if head.next_sequence else None
+            verify_chain,
+            records,
+            self.store,
+            expect=expect if head.next_sequence else None,
+            heads=heads,
         )
         counts = {k: 0 for k in ProblemKind}
         for problem in report.problems:
