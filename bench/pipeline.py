@@ -35,6 +35,7 @@ Parts (``run(conn, parts=...)``):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -591,10 +592,11 @@ async def broadcasts(
             for c in recipients
         }
         verified = failed = 0
+        versions: collections.Counter[str] = collections.Counter()
         for mid in [*ids, *(m for m in deliveries.seen if m not in ids)]:
             for station, _, value in deliveries.seen[mid]:
                 try:
-                    receivers[station].open(value, record=False)
+                    versions[f"v{receivers[station].open(value, record=False).version}"] += 1
                     verified += 1
                 except Exception:
                     failed += 1
@@ -618,6 +620,10 @@ async def broadcasts(
         "verified": verified,
         "verify_failed": failed,
         "verify_us_per_delivery": verify_s / max(1, verified + failed) * 1e6,
+        # which envelope version the deliveries were in (the bench's stations publish v1 and
+        # hybrid ML-KEM-768 + X25519 v2 keys, so [envelope] version = auto seals v2 hybrid)
+        "envelope_versions": dict(versions),
+        "kem_suite": next(iter({str(s.kem_suite) for s in cl.net.secrets.values()})),
         "measured_at": "i24.in.<station> read_committed (no 195 gateways); opened by Receiver",
     }
 

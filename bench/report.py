@@ -188,6 +188,36 @@ def rows(result: dict[str, Any]) -> list[Row]:
             c.get("broadcast195_1k_per_recipient"),
             "µs",
         )
+        # envelope v1 against v2 in both KEM suites (issue 17; docs/envelope.md part 2)
+        for tag, suite in (("", "v1"), ("v2x_", "v2 X25519"), ("v2h_", "v2 ML-KEM-768+X25519")):
+            if c.get(f"{tag}open_1k") is None:
+                continue
+            if tag:
+                add("crypto", f"{suite}: seal, 1 KiB", c.get(f"{tag}seal_1k"), "µs")
+                add(
+                    "crypto",
+                    f"{suite}: router open + deliver to 1, 1 KiB",
+                    _sum(c, f"{tag}route_open_1k", f"{tag}route_deliver1_1k"),
+                    "µs",
+                )
+                add("crypto", f"{suite}: open, 1 KiB", c.get(f"{tag}open_1k"), "µs")
+            add(
+                "crypto",
+                f"{suite}: router deliver, broadcast to 195",
+                c.get(f"{tag}broadcast195_1k_total"),
+                "µs",
+            )
+            add("crypto", f"{suite}: bytes, sender envelope", c.get(f"{tag}bytes_sender_1k"), "B")
+            add("crypto", f"{suite}: bytes, one delivery", c.get(f"{tag}bytes_delivery_1k"), "B")
+        if c.get("mldsa65_sign") is not None:
+            add(
+                "crypto",
+                "ML-DSA-65 sign (not offered: docs/envelope.md P2.7)",
+                c.get("mldsa65_sign"),
+                "µs",
+                note=f"verify {_num(c.get('mldsa65_verify')) or 0:.0f} µs, "
+                f"{_num(c.get('mldsa65_signature_bytes')) or 0:.0f} B per signature",
+            )
     if t := s.get("transport"):
         add("transport", "aiokafka produce → consume", t.get("end_to_end_msgs_per_s"), "msgs/s")
         add("transport", "produce → consume p99", t.get("latency_p99_ms"), "ms")
@@ -256,12 +286,21 @@ def rows(result: dict[str, Any]) -> list[Row]:
             if "cpu_ms_per_msg_total" in lv:
                 add("latency", f"CPU per message at {pct}", lv["cpu_ms_per_msg_total"], "ms")
     if b := s.get("broadcast"):
+        versions = b.get("envelope_versions")
+        envelope = (
+            "deliveries in "
+            + ", ".join(f"{k} ×{n}" for k, n in sorted(versions.items()))
+            + (f" ({b['kem_suite']})" if b.get("kem_suite") else "")
+            if versions
+            else ""
+        )
         add(
             "broadcast",
             "broadcasts to 195 stations",
             b.get("broadcasts_per_s"),
             "/s",
             TARGETS["broadcasts"],
+            envelope,
         )
         add("broadcast", "deliveries", b.get("deliveries_per_s"), "/s")
         add(
