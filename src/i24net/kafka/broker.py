@@ -254,10 +254,8 @@ class Broker:
             self._java(
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(self.properties_path),
+                f"--cluster-id={cluster_id}",  # one argument even if an id starts with "-"
+                f"--config={self.properties_path}",
                 *extra,
             ),
             capture_output=True,
