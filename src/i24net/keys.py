@@ -30,9 +30,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import logging
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
-from i24net.errors import KeyStoreError
+from i24net.errors import ConfigError, KeyStoreError
 
 Rng = Callable[[int], bytes]
 ROOT_NAME = "gs-root"
@@ -517,3 +518,26 @@ def load_root(path: Path) -> RootSecrets:
 def load_root_public(path: Path) -> RootPublic:
     data = _read(path, secret=False)
     return RootPublic(str(data.get("key_id", "")), _hex(data, "public", path=path))
+
+
+def load_previous(
+    current: StationSecrets, paths: Sequence[Path]
+) -> list[tuple[Path, StationSecrets]]:
+    """The older key sets of ``current``'s station listed for a rotation (``[keys]
+    previous`` of a gateway or the router), with their files. A listed file that is gone
+    was destroyed after its grace or hold (logged, skipped); a file of another station, or
+    one holding the current encryption key, is a configuration error."""
+    held: list[tuple[Path, StationSecrets]] = []
+    for path in paths:
+        if not path.exists():
+            logging.getLogger(__name__).info(
+                "keys: previous key file %s is gone (destroyed after its grace)", path
+            )
+            continue
+        s = load_station(path)
+        if s.station != current.station:
+            raise ConfigError(f"previous key file {path} is for {s.station}, not {current.station}")
+        if s.encryption_key_id == current.encryption_key_id:
+            raise ConfigError(f"previous key file {path} holds the current encryption key")
+        held.append((path, s))
+    return held

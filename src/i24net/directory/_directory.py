@@ -451,6 +451,18 @@ class Directory:
             r = self._station(station)
         return [k for k in r.encryption_keys if k.usable(at_ms)]
 
+    def valid_from(self, station: str, key_ids: Iterable[str | None]) -> int | None:
+        """The latest ``valid_from_ms`` of ``station``'s encryption keys named in
+        ``key_ids`` (a key set's v1 and v2 keys: when wrapping to that set began), or None
+        while the directory lists none of them."""
+        if station not in self._records:
+            return None
+        wanted = set(key_ids)
+        froms = [
+            k.valid_from_ms for k in self._records[station].encryption_keys if k.key_id in wanted
+        ]
+        return max(froms) if froms else None
+
     def current_encryption_key(
         self, station: str, at_ms: int, *, version: int = 1, suspended_ok: bool = False
     ) -> PeerKey:

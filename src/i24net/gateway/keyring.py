@@ -42,7 +42,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from i24net.directory import Directory
 from i24net.errors import ConfigError, KeyStoreError
-from i24net.keys import StationSecrets, destroy_key_file, load_station
+from i24net.keys import StationSecrets, destroy_key_file, load_previous
 
 log = logging.getLogger(__name__)
 
@@ -122,19 +122,7 @@ class PreviousKeys:
         registry: CollectorRegistry | None = None,
     ) -> PreviousKeys:
         """Load ``keys.previous``; a listed file that is gone was destroyed (logged, skipped)."""
-        held: list[Previous] = []
-        for path in paths:
-            if not path.exists():
-                log.info("keys: previous key file %s is gone (destroyed after its grace)", path)
-                continue
-            s = load_station(path)
-            if s.station != current.station:
-                raise ConfigError(
-                    f"previous key file {path} is for {s.station}, not {current.station}"
-                )
-            if s.encryption_key_id == current.encryption_key_id:
-                raise ConfigError(f"previous key file {path} holds the current encryption key")
-            held.append(Previous(path, s))
+        held = [Previous(path, s) for path, s in load_previous(current, paths)]
         return cls(current, held, grace_ms=grace_ms, registry=registry)
 
     @property
@@ -149,12 +137,8 @@ class PreviousKeys:
         """When the router started wrapping to the current key (its ``valid_from_ms`` in
         the directory; the later of the v1 and v2 keys of the current set), or None while
         the directory does not list it."""
-        st = self.current.station
-        if st not in directory:
-            return None
-        mine = {self.current.encryption_key_id, self.current.kem_key_id}
-        froms = [k.valid_from_ms for k in directory.record(st).encryption_keys if k.key_id in mine]
-        return max(froms) if froms else None
+        c = self.current
+        return directory.valid_from(c.station, (c.encryption_key_id, c.kem_key_id))
 
     def rotation_due_ms(self, directory: Directory) -> int | None:
         """The earliest ``valid_until_ms`` the directory publishes for the current key set's

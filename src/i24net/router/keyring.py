@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from i24net.directory import Directory
 from i24net.errors import ConfigError, KeyStoreError
-from i24net.keys import StationSecrets, destroy_key_file, load_station
+from i24net.keys import StationSecrets, destroy_key_file, load_previous
 from i24net.router.deadlines import ReviewDeadlines
 
 log = logging.getLogger(__name__)
@@ -109,19 +109,7 @@ class RouterKeyring:
         registry: CollectorRegistry | None = None,
     ) -> RouterKeyring:
         """Load ``[keys] previous``; a listed file that is gone was destroyed (logged once)."""
-        held: list[Held] = []
-        for path in paths:
-            if not path.exists():
-                log.info("keys: previous GS key file %s is gone (destroyed)", path)
-                continue
-            s = load_station(path)
-            if s.station != current.station:
-                raise ConfigError(
-                    f"previous key file {path} is for {s.station}, not {current.station}"
-                )
-            if s.encryption_key_id == current.encryption_key_id:
-                raise ConfigError(f"previous key file {path} holds the current encryption key")
-            held.append(Held(path, s))
+        held = [Held(path, s) for path, s in load_previous(current, paths)]
         return cls(current, held, hold_ms=hold_ms, registry=registry)
 
     @property
@@ -131,12 +119,8 @@ class RouterKeyring:
     def rotated_at(self, directory: Directory) -> int | None:
         """``valid_from_ms`` of the GS's current encryption key (v1 or v2) in ``directory``;
         None while it is not listed (senders may still seal to an old key)."""
-        st = self.current.station
-        if st not in directory:
-            return None
-        mine = {self.current.encryption_key_id, self.current.kem_key_id}
-        froms = [k.valid_from_ms for k in directory.record(st).encryption_keys if k.key_id in mine]
-        return max(froms) if froms else None
+        c = self.current
+        return directory.valid_from(c.station, (c.encryption_key_id, c.kem_key_id))
 
     def due_ms(self, directory: Directory) -> int | None:
         at = self.rotated_at(directory)
