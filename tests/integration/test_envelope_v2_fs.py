@@ -282,13 +282,19 @@ async def test_recorded_v2_envelopes_do_not_open_with_the_keys_left_after_rotati
             for c, pk in gateways.items():
                 assert pk.retire(after, clock()), c
                 assert not (keys / f"{c}.secret.json").exists()
-        audit = await records(kafka_conn, topics.audit, 1)
-        store = net.store
-        reasons = []
-        for r in audit:
-            _, rec = store.decode_single(r.value, expected="net.i24.AuditRecord")
-            if rec["action"] == "KEY_DESTROYED":
-                reasons += json.loads(rec["reason"])["reasons"]
+            # The file goes first, its audit entry is committed after: read until it is there
+            # (while the router still runs, so a failed commit is retried at its next pass).
+            store = net.store
+            deadline = time.monotonic() + 45
+            while True:
+                reasons = []
+                for r in await records(kafka_conn, topics.audit, 1):
+                    _, rec = store.decode_single(r.value, expected="net.i24.AuditRecord")
+                    if rec["action"] == "KEY_DESTROYED":
+                        reasons += json.loads(rec["reason"])["reasons"]
+                if reasons or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
         assert f"key_id:{old['GS'].kem_key_id}" in reasons
         assert f"key_id:{old['GS'].encryption_key_id}" in reasons
 
