@@ -94,7 +94,7 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "trickle_s": 20.0,
             "idle_s": 5.0,
             "isolated": 5,
-            "burst": 10,
+            "burst": 30,
             "scale_messages": 2000,
         },
     ),

@@ -68,6 +68,7 @@ from bench.topology import (
     layout,
     provision_kwargs,
     router_extra,
+    router_overrides,
     station_out,
 )
 from i24net.client import AsyncGatewayClient
@@ -552,8 +553,18 @@ class Deliveries:
 
 
 async def broadcasts(
-    cl: Cluster, client: AsyncGatewayClient, isolated: int, burst: int, say: Say
+    cl: Cluster,
+    client: AsyncGatewayClient,
+    isolated: int,
+    burst: int,
+    say: Say,
+    meter: CpuMeter | None = None,
+    profiler: Profiler | None = None,
+    profile_pids: dict[str, int] | None = None,
 ) -> dict[str, Any]:
+    """Broadcasts to every other station: the last recipient of each one sent alone, then
+    ``burst`` at once (broadcasts/s, and CPU ms per broadcast of every process when
+    ``meter`` is given)."""
     assert cl.net is not None
     recipients = [c for c in cl.stations if c != SENDER]
     deliveries = Deliveries(cl.conn, cl.topics, recipients)
@@ -574,11 +585,18 @@ async def broadcasts(
             f"  isolated broadcasts: last recipient after {[round(x) for x in last_ms]} ms "
             f"(warm-ups: {[round(x) for x in warm]} ms)"
         )
+        if profiler is not None and profile_pids:
+            profiler.start(profile_pids)
+        c0 = meter.sample() if meter is not None else None
         t0 = time.time()
         ids, errors = await _burst(client, burst, 8, to_all=True)
         short = await deliveries.wait(dict.fromkeys(ids, len(recipients)), 120 + burst)
         stamps = [t for m in ids for _, t, _ in deliveries.seen[m]]
         elapsed = max(stamps) / 1000 - t0
+        # per broadcast (the Deliveries reader of 195 topics is in the load generator)
+        cpu = phase_cpu(c0, meter.sample(), len(ids)) if meter is not None and c0 else {}
+        if profiler is not None and profile_pids:
+            cpu["profile"] = profiler.stop()
         # every delivery opened by its station's Receiver (after the timed part)
         t1 = time.perf_counter()
         receivers = {
@@ -625,6 +643,7 @@ async def broadcasts(
         "envelope_versions": dict(versions),
         "kem_suite": next(iter({str(s.kem_suite) for s in cl.net.secrets.values()})),
         "measured_at": "i24.in.<station> read_committed (no 195 gateways); opened by Receiver",
+        **{("burst_" + k if k.startswith("cpu_ms_per_msg") else k): v for k, v in cpu.items()},
     }
 
 
@@ -733,6 +752,8 @@ async def run(
                 await cl.ready(jp)
                 legacy = not await cl.gateway_writes_ingress(fr)
                 out["layout"] = {"pipeline": layout(legacy), "scale": layout(False)}
+                if router_overrides():
+                    out["router_overrides"] = router_overrides()
                 say(f"  topics: {out['layout']['pipeline']}")
                 router = cl.start_router("p", legacy=legacy)
                 await cl.group_members(1)
@@ -745,6 +766,7 @@ async def run(
                 meter = CpuMeter(pids)
                 profiler = Profiler(profile_dir, phase="burst") if profile_dir else None
                 trickle_prof = Profiler(profile_dir, phase="trickle") if profile_dir else None
+                bcast_prof = Profiler(profile_dir, phase="broadcast") if profile_dir else None
                 async with (
                     client(fr, max_connections=512) as cfr,
                     client(jp) as cjp,
@@ -818,10 +840,19 @@ async def run(
                             out["latency"] = {"max_rate": max_rate, "levels": levels}
                         if "broadcast" in parts:
                             say(f"  broadcasts to 195: {isolated} alone, then {burst} at once ...")
-                            out["broadcast"] = await broadcasts(cl, cfr, isolated, burst, say)
+                            out["broadcast"] = await broadcasts(
+                                cl,
+                                cfr,
+                                isolated,
+                                burst,
+                                say,
+                                meter,
+                                bcast_prof,
+                                {k: s.pid for k, s in services.items()},
+                            )
                     finally:
                         await watch.stop()
-                        for pr in (profiler, trickle_prof):
+                        for pr in (profiler, trickle_prof, bcast_prof):
                             if pr is not None:
                                 pr.kill()
                 out["resources"] = {

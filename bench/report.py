@@ -303,6 +303,18 @@ def rows(result: dict[str, Any]) -> list[Row]:
             envelope,
         )
         add("broadcast", "deliveries", b.get("deliveries_per_s"), "/s")
+        if "burst_cpu_ms_per_msg_total" in b:
+            add(
+                "broadcast",
+                "CPU per broadcast, router + gateways + broker",
+                b["burst_cpu_ms_per_msg_total"],
+                "ms",
+                note=saturation_note(b),
+            )
+            for k in sorted(b):
+                if k.startswith("burst_cpu_ms_per_msg_") and k != "burst_cpu_ms_per_msg_total":
+                    who = k.removeprefix("burst_cpu_ms_per_msg_")
+                    add("broadcast", f"CPU per broadcast: {who}", b[k], "ms")
         add(
             "broadcast",
             "one broadcast alone: last recipient stored",

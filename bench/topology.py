@@ -18,6 +18,8 @@ per-station topics too (``legacy``) while the gateways write them.
 from __future__ import annotations
 
 import inspect
+import json
+import os
 from typing import Any
 
 from i24net.router.settings import RouterSection, Topics
@@ -48,7 +50,15 @@ def station_out(topics: Topics, station: str, message_id: str) -> tuple[str, byt
 def router_extra(*, legacy: bool) -> dict[str, Any]:
     """``[router]`` settings for the layout: without ``legacy`` the router reads the
     ingress topic alone (12 partitions instead of 591 + 12)."""
-    return {"legacy_out_topics": legacy} if has_ingress() else {}
+    extra = {"legacy_out_topics": legacy} if has_ingress() else {}
+    # Trying a setting without editing code: I24NET_BENCH_ROUTER='{"batch_linger_ms": 10}'
+    # (the run records it under "router_overrides"; the documented runs leave it unset).
+    return extra | router_overrides()
+
+
+def router_overrides() -> dict[str, Any]:
+    raw = os.environ.get("I24NET_BENCH_ROUTER", "")
+    return dict(json.loads(raw)) if raw.strip() else {}
 
 
 def layout(legacy: bool) -> str:
