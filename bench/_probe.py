@@ -20,16 +20,22 @@ from i24net.kafka import Broker, BrokerSettings
 
 @contextlib.contextmanager
 def probe_broker(
-    bootstrap: str | None = None, *, pid: int | None = None, heap: str = "768m"
+    bootstrap: str | None = None,
+    *,
+    pid: int | None = None,
+    heap: str = "768m",
+    jvm_options: tuple[str, ...] | None = None,
 ) -> Iterator[tuple[str, int | None]]:
     """``(bootstrap, broker pid)``: the broker at ``bootstrap`` (its ``pid`` as given), or
-    one started here with ``heap`` and stopped when the block ends. Call it from the main
+    one started here with ``heap`` (and ``jvm_options`` instead of
+    ``LOCAL_JVM_OPTIONS`` when given) and stopped when the block ends. Call it from the main
     thread, outside ``asyncio.run``."""
     if bootstrap:
         yield bootstrap, pid
         return
     with tempfile.TemporaryDirectory() as tmp:
-        broker = Broker(BrokerSettings(data_dir=Path(tmp) / "kafka", heap=heap))
+        extra = {} if jvm_options is None else {"jvm_options": jvm_options}
+        broker = Broker(BrokerSettings(data_dir=Path(tmp) / "kafka", heap=heap, **extra))
         broker.start()
         try:
             yield broker.bootstrap, broker.pid

@@ -120,8 +120,18 @@ def main() -> None:
     ap.add_argument("--broadcasts", type=int, default=40)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--configs", nargs="*", default=[])
+    ap.add_argument(
+        "--jit",
+        choices=("c1", "c2"),
+        default="c1",
+        help="the probe's own broker: C1 only (LOCAL_JVM_OPTIONS, the default) or tiered C2",
+    )
     a = ap.parse_args()
-    with probe_broker(a.bootstrap, pid=a.broker_pid, heap="1g") as (bootstrap, pid):
+    jvm = None if a.jit == "c1" else ()
+    with probe_broker(a.bootstrap, pid=a.broker_pid, heap="1g", jvm_options=jvm) as (
+        bootstrap,
+        pid,
+    ):
         asyncio.run(main_async(bootstrap, pid, a))
 
 
