@@ -754,7 +754,8 @@ async def test_receiving_gateway_killed_mid_batch(
             "JP",
             kafka_conn.bootstrap,
             port,
-            "[inbound]\nbatch = 20\n[testing]\nexit_after_stored_batches = 2\n",
+            "[inbound]\nbatch = 20\ncommit_interval_ms = 0\n"
+            "[testing]\nexit_after_stored_batches = 2\n",
         )
         proc = spawn_gateway(crashing, world.dir / "jp.log")
         try:
@@ -797,3 +798,43 @@ async def test_receiving_gateway_killed_mid_batch(
             st = await cfr.status(mid)
             assert st["status"] == "RECEIPTED"
             assert [s["station"] for s in st["stations"] if s["receipted_ms"]] == ["JP"]
+
+
+async def test_inbound_offsets_wait_for_the_commit_interval_and_are_committed_at_stop(
+    world: World, kafka_conn: KafkaConnection
+) -> None:
+    """``[inbound] commit_interval_ms``: the stream stores every batch at once but commits
+    its Kafka offsets at most that often. With a minute, nothing is committed while JP
+    stores every message; a graceful stop commits them all, so a restarted JP reads only
+    what came after (one more message: one record read, not n + 1)."""
+    await make_topics(kafka_conn, world.prefix)
+    n = 30
+    router = FakeRouter(world, kafka_conn, ("FR", "JP"))
+    jp_settings = world.settings("JP", kafka_conn.bootstrap, inbound={"commit_interval_ms": 60_000})
+    async with (
+        Gateway(world.settings("FR", kafka_conn.bootstrap)) as fr,
+        running(router.run),
+        world.client("FR", fr.port) as cfr,
+    ):
+        sent = [await cfr.send("POLICE_MESSAGE", to=["JP"], payload=PM) for _ in range(n)]
+        await wait_until(lambda: router.routed >= n, 60, "every message routed to JP")
+        async with Gateway(jp_settings) as jp, world.client("JP", jp.port) as cjp:
+
+            async def all_stored() -> bool:
+                return len(await inbox_ids(cjp)) >= n
+
+            await wait_until(all_stored, 60, "every message stored at JP")
+            assert jp.inbound.processed == n
+            assert await committed_total(kafka_conn, jp_settings) == 0  # within the interval
+        assert await committed_total(kafka_conn, jp_settings) == n  # the stop committed them
+        sent.append(await cfr.send("POLICE_MESSAGE", to=["JP"], payload=PM))
+        await wait_until(lambda: router.routed >= n + 1, 60, "the last message routed to JP")
+        async with Gateway(jp_settings) as jp, world.client("JP", jp.port) as cjp:
+
+            async def last_stored() -> bool:
+                return len(await inbox_ids(cjp)) >= n + 1
+
+            await wait_until(last_stored, 60, "the last message stored at JP")
+            assert jp.inbound.processed == 1  # the n before were not read again
+            assert sorted(await inbox_ids(cjp)) == sorted(sent)
+            assert (await cjp.summary())["inbox"]["rejected"] == 0

@@ -165,6 +165,15 @@ class OutboxSettings(_Frozen):
 
 class InboundSettings(_Frozen):
     batch: int = Field(500, ge=1, le=10_000)
+    commit_interval_ms: int = Field(
+        1000,
+        ge=0,
+        le=60_000,
+        description="commit the stream's Kafka offsets at most this often (and when the "
+        "gateway stops or loses a partition): each batch is stored before, and a re-read "
+        "record is recognised by its message id, so a crash re-reads at most this much and "
+        "stores nothing twice; 0: after every batch",
+    )
     keep_rejected_bytes: int = Field(1 << 20, ge=0, description="raw bytes kept per rejected")
 
 
