@@ -131,3 +131,27 @@ def test_an_audit_record_written_before_key_destroyed_existed_still_reads() -> N
     old_fp = bytes.fromhex("6bd8a2041dfc7aaa")
     assert store.by_fingerprint(old_fp) == "net.i24.AuditRecord"
     assert store.fingerprint("net.i24.AuditRecord") != old_fp
+
+
+def test_the_gs_rotation_gauge_counts_down_to_the_end_the_directory_publishes(
+    tmp_path: Path,
+) -> None:
+    """``i24net_router_encryption_key_rotation_due_seconds`` (alert
+    ``I24netEncryptionKeyRotationDue``): -1 while the directory publishes no end for the
+    GS's current keys; once a rotation ends them at ROTATED, the seconds left until then."""
+    net = build_network(["FR"], tmp_path / "keys", now_ms=T0)
+    old = net.secrets["GS"]
+    name = "i24net_router_encryption_key_rotation_due_seconds"
+    registry = CollectorRegistry()
+    kr = RouterKeyring(old, [], hold_ms=DAY_MS, registry=registry)
+    assert kr.retire(net.directory, T0) == []
+    assert registry.get_sample_value(name) == -1
+    new = StationSecrets.generate("GS", now_ms=ROTATED)
+    after = rotate_gs(net.directory, new)
+    kr.retire(after, T0 + 1000)
+    assert registry.get_sample_value(name) == (ROTATED - T0 - 1000) / 1000
+    kr.retire(after, ROTATED + 5000)
+    assert registry.get_sample_value(name) == -5.0  # overdue
+    fresh = CollectorRegistry()
+    RouterKeyring(new, [], hold_ms=DAY_MS, registry=fresh).retire(after, ROTATED)
+    assert fresh.get_sample_value(name) == -1  # the new keys have no end published

@@ -463,6 +463,20 @@ class Directory:
         ]
         return max(froms) if froms else None
 
+    def valid_until(self, station: str, key_ids: Iterable[str | None]) -> int | None:
+        """The earliest ``valid_until_ms`` published for ``station``'s encryption keys named
+        in ``key_ids``: when that key set must have been replaced (the rotation schedule,
+        ``directory build --encryption-lifetime``); None when none of them has an end."""
+        if station not in self._records:
+            return None
+        wanted = set(key_ids)
+        ends = [
+            k.valid_until_ms
+            for k in self._records[station].encryption_keys
+            if k.key_id in wanted and k.valid_until_ms is not None
+        ]
+        return min(ends) if ends else None
+
     def current_encryption_key(
         self, station: str, at_ms: int, *, version: int = 1, suspended_ok: bool = False
     ) -> PeerKey:

@@ -143,16 +143,8 @@ class PreviousKeys:
     def rotation_due_ms(self, directory: Directory) -> int | None:
         """The earliest ``valid_until_ms`` the directory publishes for the current key set's
         encryption/KEM keys: when the station must have rotated (None: no end published)."""
-        st = self.current.station
-        if st not in directory:
-            return None
-        mine = {self.current.encryption_key_id, self.current.kem_key_id}
-        ends = [
-            k.valid_until_ms
-            for k in directory.record(st).encryption_keys
-            if k.key_id in mine and k.valid_until_ms is not None
-        ]
-        return min(ends) if ends else None
+        c = self.current
+        return directory.valid_until(c.station, (c.encryption_key_id, c.kem_key_id))
 
     def due_ms(self, directory: Directory) -> int | None:
         """When the previous keys are destroyed (None: not yet known)."""

@@ -56,6 +56,7 @@ def hold_ms(out_retention_ms: int, deadlines: ReviewDeadlines, dlq_retention_ms:
 class RouterKeyringMetrics:
     previous_keys: Gauge
     destroyed: Counter
+    rotation_due: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RouterKeyringMetrics:
@@ -69,6 +70,12 @@ class RouterKeyringMetrics:
             destroyed=Counter(
                 "i24net_router_encryption_keys_destroyed",
                 "Previous GS key files overwritten and removed (each one audited KEY_DESTROYED)",
+                registry=registry,
+            ),
+            rotation_due=Gauge(
+                "i24net_router_encryption_key_rotation_due_seconds",
+                "Seconds until the directory's valid_until_ms of the GS's current encryption "
+                "and KEM keys (negative: overdue; -1: no end published)",
                 registry=registry,
             ),
         )
@@ -126,10 +133,20 @@ class RouterKeyring:
         at = self.rotated_at(directory)
         return None if at is None or not self._held else at + self.hold_ms
 
+    def rotation_due_ms(self, directory: Directory) -> int | None:
+        """When the GS's current encryption/KEM keys end (the directory's earliest
+        ``valid_until_ms`` for them; None: no end published)."""
+        c = self.current
+        return directory.valid_until(c.station, (c.encryption_key_id, c.kem_key_id))
+
     def retire(self, directory: Directory, now_ms: int) -> list[str]:
         """Destroy every previous key file once the hold is over; the key ids destroyed
         (encryption and KEM key ids of each file). A file that cannot be destroyed is kept
-        and retried at the next call."""
+        and retried at the next call. Also refreshes the rotation-due gauge (the app calls
+        this at every directory pass): the GS's key is the one every wrap to the router
+        uses, so its end is alerted like a station's (``I24netEncryptionKeyRotationDue``)."""
+        until = self.rotation_due_ms(directory)
+        self.metrics.rotation_due.set(-1 if until is None else (until - now_ms) / 1000)
         due = self.due_ms(directory)
         if due is None or now_ms < due:
             return []
