@@ -229,6 +229,21 @@ async def running(coro_fn: Callable[[asyncio.Event], Any]) -> Any:
         await asyncio.wait_for(task, 30)
 
 
+@contextlib.asynccontextmanager
+async def fr_sending_to_jp(world: World, conn: KafkaConnection, n: int) -> Any:
+    """FR's gateway and a FakeRouter, ``n`` messages sent by FR and routed to JP's in
+    topic (no JP gateway yet); yields ``(router, FR's client, the message ids)``."""
+    router = FakeRouter(world, conn, ("FR", "JP"))
+    async with (
+        Gateway(world.settings("FR", conn.bootstrap)) as fr,
+        running(router.run),
+        world.client("FR", fr.port) as cfr,
+    ):
+        sent = [await cfr.send("POLICE_MESSAGE", to=["JP"], payload=PM) for _ in range(n)]
+        await wait_until(lambda: router.routed >= n, 60, "every message routed to JP")
+        yield router, cfr, sent
+
+
 @pytest.fixture
 def world(tmp_path: Path, unique_name: Callable[[str], str]) -> World:
     return make_world(tmp_path, unique_name("t"))
@@ -739,16 +754,9 @@ async def test_receiving_gateway_killed_mid_batch(
     stored once, none refused, one delivery receipt each, every message RECEIPTED at FR."""
     await make_topics(kafka_conn, world.prefix)
     n = 120
-    router = FakeRouter(world, kafka_conn, ("FR", "JP"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    async with (
-        Gateway(world.settings("FR", kafka_conn.bootstrap)) as fr,
-        running(router.run),
-        world.client("FR", fr.port) as cfr,
-    ):
-        sent = [await cfr.send("POLICE_MESSAGE", to=["JP"], payload=PM) for _ in range(n)]
-        await wait_until(lambda: router.routed >= n, 60, "every message routed to JP")
+    async with fr_sending_to_jp(world, kafka_conn, n) as (router, cfr, sent):
         # batches of 20: two committed, the third stored and its offsets never committed
         crashing = world.toml(
             "JP",
@@ -809,15 +817,8 @@ async def test_inbound_offsets_wait_for_the_commit_interval_and_are_committed_at
     what came after (one more message: one record read, not n + 1)."""
     await make_topics(kafka_conn, world.prefix)
     n = 30
-    router = FakeRouter(world, kafka_conn, ("FR", "JP"))
     jp_settings = world.settings("JP", kafka_conn.bootstrap, inbound={"commit_interval_ms": 60_000})
-    async with (
-        Gateway(world.settings("FR", kafka_conn.bootstrap)) as fr,
-        running(router.run),
-        world.client("FR", fr.port) as cfr,
-    ):
-        sent = [await cfr.send("POLICE_MESSAGE", to=["JP"], payload=PM) for _ in range(n)]
-        await wait_until(lambda: router.routed >= n, 60, "every message routed to JP")
+    async with fr_sending_to_jp(world, kafka_conn, n) as (router, cfr, sent):
         async with Gateway(jp_settings) as jp, world.client("JP", jp.port) as cjp:
 
             async def all_stored() -> bool:
