@@ -23,6 +23,13 @@ batch's first decision and sent each decision's records at once, so the broker a
 while the router decides (tried and not kept): 8.4 and 12.4/s in two runs against 13.3
 and 12.9/s without; larger batch budgets: 12.3-12.9/s. So one router on this host drains
 ~13 hybrid broadcasts/s whatever the batching: ~100 ms of router + broker CPU each.
+
+With ``--profile DIR`` (session 6), py-spy records the router during each drain. One
+such profile: 13 % of the router's busy samples in Python's garbage collector and ~21 %
+decoding Kafka responses in aiokafka's pure-Python protocol code. Raising the collector's
+thresholds (20000/50/100, with and without ``gc.freeze()`` after start) did not move
+broadcasts/s or CPU beyond the noise (9.4-12.6/s against 11.5-12.2/s, three drains
+each), so it is not in the code.
 """
 
 from __future__ import annotations
@@ -40,12 +47,20 @@ from aiokafka import AIOKafkaProducer
 from bench import pipeline as pl
 from bench._probe import probe_broker
 from bench.procstat import cpu_seconds
+from bench.pyspy import Profiler
 from i24net.envelope import Recipients
 from i24net.kafka import KafkaConnection
 from i24net.router.testing import hints, police_message
 
 
-async def one(cl: pl.Cluster, n: int, extra: dict[str, Any], tag: str, broker: int | None) -> str:
+async def one(
+    cl: pl.Cluster,
+    n: int,
+    extra: dict[str, Any],
+    tag: str,
+    broker: int | None,
+    profile: Path | None = None,
+) -> str:
     assert cl.net is not None
     gw = cl.net.gateway(pl.SENDER, pl._now_ms())
     backlog = []
@@ -62,9 +77,13 @@ async def one(cl: pl.Cluster, n: int, extra: dict[str, Any], tag: str, broker: i
     lines = [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
     cfg.write_text(text.replace("[router]\n", "[router]\n" + "\n".join(lines) + "\n", 1))
     router = cl._spawn(f"router-{tag}", ["router", "--config", str(cfg)])
+    prof: Profiler | None = None
     try:
         await cl.group_members(1)
         await asyncio.sleep(2)  # the router's producer and consumer settle
+        if profile:
+            prof = Profiler(profile, phase=tag)
+            prof.start({"router": router.pid})
         cpu0 = (cpu_seconds(router.pid), broker and cpu_seconds(broker), time.process_time())
         producer = AIOKafkaProducer(**cl.conn.client_kwargs(), enable_idempotence=True)
         await producer.start()
@@ -83,7 +102,12 @@ async def one(cl: pl.Cluster, n: int, extra: dict[str, Any], tag: str, broker: i
         r = (cpu_seconds(router.pid) - cpu0[0]) / n * 1000
         b = (cpu_seconds(broker) - cpu0[1]) / n * 1000 if broker else float("nan")
         me = (time.process_time() - cpu0[2]) / n * 1000
+        if prof:
+            prof.stop()
+            prof = None
     finally:
+        if prof:
+            prof.kill()
         await deliveries.stop()
         router.stop()
         cl.services.remove(router)
@@ -106,7 +130,8 @@ async def main_async(bootstrap: str, broker: int | None, a: argparse.Namespace) 
             for _ in range(a.repeat):
                 for extra in configs:
                     k += 1
-                    print(await one(cl, a.broadcasts, extra, f"c{k}", broker), flush=True)
+                    line = await one(cl, a.broadcasts, extra, f"c{k}", broker, a.profile)
+                    print(line, flush=True)
         finally:
             cl.stop_all()
 
@@ -120,6 +145,13 @@ def main() -> None:
     ap.add_argument("--broadcasts", type=int, default=40)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--configs", nargs="*", default=[])
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy (--native --threads) on the router during each drain; "
+        "pyspy-c<k>-router-top.txt and a flame graph per drain in DIR",
+    )
     ap.add_argument(
         "--jit",
         choices=("c1", "c2"),
